@@ -1,0 +1,195 @@
+"""The signature file: a Sigstore bundle (v0.3) wrapping a DSSE envelope wrapping the in-toto Statement.
+
+This is the layout OpenSSF model-signing writes for key-based signatures, so either tool verifies the other's.
+The reader is strict: duplicate JSON keys, non-canonical base64, unknown payload types and oversized files are
+refused before any signature check, so no two readers can see different content in one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mlfort.artifacts.manifest import Manifest, ManifestError, parse_statement
+from mlfort.crypto.signing_keys import ecdsa_for, public_key_hint
+
+BUNDLE_MEDIA_TYPES = (
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+)
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+MAX_SIGNATURE_BYTES = 512 * 1024 * 1024
+"""A manifest of two million files is ~300 MB of JSON; anything larger is refused unread."""
+MAX_SIGNATURES = 16
+
+
+class SignatureError(ManifestError):
+    """The signature file is missing, malformed, or does not verify with the given key."""
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: what is actually signed."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise SignatureError(f"malformed signature: duplicate JSON key {k!r}")
+        out[k] = v
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise SignatureError(f"malformed signature: JSON constant {name} is not allowed")
+
+
+def strict_json(data: bytes, what: str) -> Any:
+    """Decode JSON refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureError(f"malformed signature: {what} is not UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except RecursionError:
+        raise SignatureError(f"malformed signature: {what} nests too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise SignatureError(f"malformed signature: {what} is not JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _b64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise SignatureError(f"malformed signature: {what} must be a base64 string")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError(f"malformed signature: {what} is not valid base64") from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise SignatureError(f"malformed signature: {what} is not canonical base64")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class SignedManifest:
+    """A manifest whose DSSE signature verified with the expected key."""
+
+    manifest: Manifest
+    key_hint: str | None
+
+
+def encode_bundle(manifest: Manifest, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Sign the manifest and return the bundle's JSON bytes."""
+    payload = json.dumps(manifest.to_statement(), indent=2, ensure_ascii=False).encode("utf-8")
+    sig = key.sign(pae(PAYLOAD_TYPE, payload), ecdsa_for(key))
+    bundle = {
+        "mediaType": BUNDLE_MEDIA_TYPES[0],
+        "verificationMaterial": {"publicKey": {"hint": public_key_hint(key.public_key())}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "payloadType": PAYLOAD_TYPE,
+            "signatures": [{"sig": base64.b64encode(sig).decode("ascii"), "keyid": ""}],
+        },
+    }
+    return (json.dumps(bundle, indent=2) + "\n").encode("utf-8")
+
+
+def read_signature_file(path: Path) -> bytes:
+    """Read a signature file with a size bound; a missing file is a verification failure."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise SignatureError(f"no signature at {path} (sign first, or point --signature at it)") from None
+    except OSError as exc:
+        raise SignatureError(f"cannot read signature {path}: {exc.strerror}") from None
+    if not path.is_file():
+        raise SignatureError(f"signature {path} is not a regular file")
+    if size > MAX_SIGNATURE_BYTES:
+        raise SignatureError(f"signature {path} is {size} bytes, over the {MAX_SIGNATURE_BYTES} byte limit")
+    return path.read_bytes()
+
+
+def decode_bundle(data: bytes, key: ec.EllipticCurvePublicKey) -> SignedManifest:
+    """Check the bundle's shape and its signature with `key`, then parse the manifest it signs."""
+    bundle = strict_json(data, "the signature file")
+    if not isinstance(bundle, dict):
+        raise SignatureError("malformed signature: not a Sigstore bundle (top level is not an object)")
+    media_type = bundle.get("mediaType")
+    if media_type not in BUNDLE_MEDIA_TYPES:
+        raise SignatureError(f"malformed signature: unsupported bundle mediaType {media_type!r}")
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, dict):
+        raise SignatureError("malformed signature: verificationMaterial is missing")
+    hint = None
+    pk = material.get("publicKey")
+    if pk is not None:
+        if not isinstance(pk, dict) or not isinstance(pk.get("hint", ""), str):
+            raise SignatureError("malformed signature: verificationMaterial.publicKey.hint must be a string")
+        hint = pk.get("hint") or None
+    elif "certificate" in material or "x509CertificateChain" in material:
+        raise SignatureError(
+            "this signature was made with a certificate (Sigstore keyless or PKI); "
+            "`mlfort artifacts verify --key` checks key-based signatures only"
+        )
+    env = bundle.get("dsseEnvelope")
+    if not isinstance(env, dict):
+        raise SignatureError("malformed signature: the bundle has no dsseEnvelope")
+    if env.get("payloadType") != PAYLOAD_TYPE:
+        raise SignatureError(f"malformed signature: payloadType {env.get('payloadType')!r}, expected {PAYLOAD_TYPE!r}")
+    payload = _b64(env.get("payload"), "dsseEnvelope.payload")
+    sigs = env.get("signatures")
+    if not isinstance(sigs, list) or not sigs:
+        raise SignatureError("malformed signature: the envelope holds no signatures")
+    if len(sigs) > MAX_SIGNATURES:
+        raise SignatureError(f"malformed signature: more than {MAX_SIGNATURES} signatures in one envelope")
+
+    expected_hint = public_key_hint(key)
+    message = pae(PAYLOAD_TYPE, payload)
+    algorithm = ecdsa_for(key)
+    verified = False
+    for i, s in enumerate(sigs):
+        if not isinstance(s, dict):
+            raise SignatureError(f"malformed signature: signatures[{i}] is not an object")
+        raw = _b64(s.get("sig"), f"signatures[{i}].sig")
+        try:
+            key.verify(raw, message, algorithm)
+            verified = True
+            break
+        except InvalidSignature:
+            continue
+    if not verified:
+        if hint is not None and hint != expected_hint:
+            raise SignatureError(
+                f"wrong key: the signature was made by the key with hint {hint[:16]}…, "
+                f"but the given public key's hint is {expected_hint[:16]}…"
+            )
+        raise SignatureError("the signature does not verify with the given public key (wrong key or altered file)")
+    statement = strict_json(payload, "the signed statement")
+    return SignedManifest(parse_statement(statement), hint)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename, so a crash never leaves half a signature."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

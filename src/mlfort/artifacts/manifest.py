@@ -1,0 +1,261 @@
+"""The manifest: every file (or file shard) of a model or dataset with its digest, in the OpenSSF model-signing
+layout (an in-toto Statement v1 whose predicate lists the resources), and its strict parser.
+
+The parser is the security boundary for signatures made elsewhere: it refuses anything a verifier could read
+two ways (duplicate names, `..`, absolute paths, unknown hash types, mixed algorithms) before any file is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlfort.errors import VerificationError
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+
+HASH_TYPES: dict[str, int] = {"sha256": 32, "blake2b": 64, "blake3": 32}
+"""Hash types a manifest may use (model-signing's names), with their digest size in bytes."""
+
+HASH_ALIASES = {"blake2": "blake2b"}
+"""model-signing's command line says `blake2` and records `blake2b`."""
+
+DEFAULT_IGNORE_PATHS = (".git", ".github", ".gitattributes", ".gitignore")
+"""What model-signing leaves out by default; we do the same so either tool verifies the other's default."""
+
+MAX_RESOURCES = 2_000_000
+"""More entries than any real model repository has; a larger list is refused as hostile."""
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+class ManifestError(VerificationError):
+    """A signature's manifest is malformed or unsafe. Verification fails closed (exit 1)."""
+
+
+def canonical_hash(name: str) -> str:
+    """Map a user-facing hash name (`sha256`, `blake2`, `blake2b`, `blake3`) to the manifest's name."""
+    key = HASH_ALIASES.get(name.lower(), name.lower())
+    if key not in HASH_TYPES:
+        raise ValueError(f"unsupported hash {name!r}; choose one of sha256, blake2b, blake3")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Serialization:
+    """How the tree was turned into resources: by whole files or by fixed-size shards."""
+
+    method: str
+    """`files` or `shards`."""
+    hash_type: str
+    """One of HASH_TYPES."""
+    allow_symlinks: bool = False
+    """Whether symlinks inside the tree were followed (never those that leave it)."""
+    ignore_paths: tuple[str, ...] = ()
+    """Relative POSIX paths left out of the manifest (a directory leaves out all below it)."""
+    shard_size: int | None = None
+    """Bytes per shard, for the `shards` method."""
+
+    @property
+    def resource_algorithm(self) -> str:
+        """The `algorithm` every resource of this serialization records (model-signing's spelling)."""
+        if self.method == "shards":
+            return f"{self.hash_type}-sharded-{self.shard_size}"
+        return self.hash_type
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "hash_type": self.hash_type}
+        if self.method == "shards":
+            out["shard_size"] = self.shard_size
+        out["allow_symlinks"] = self.allow_symlinks
+        if self.ignore_paths:
+            out["ignore_paths"] = list(self.ignore_paths)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One file (`name` is its relative POSIX path, `.` for a single-file artifact) or one shard
+    (`name` is `path:start:end`) with its digest."""
+
+    name: str
+    digest: str
+    """Lower-case hex."""
+
+    def sort_key(self) -> tuple[tuple[str, ...], int, int]:
+        """model-signing orders resources by path components (not by string), then by shard offsets."""
+        path, start, end = split_shard_name(self.name)
+        return (tuple(path.split("/")), start, end)
+
+
+def split_shard_name(name: str) -> tuple[str, int, int]:
+    """`path:start:end` -> (path, start, end); a plain path -> (path, 0, 0)."""
+    parts = name.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return name, 0, 0
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a signature says about a tree: its name, how it was serialised, and every resource's digest."""
+
+    model_name: str
+    serialization: Serialization
+    resources: tuple[Resource, ...]
+    """In canonical order (see Resource.sort_key)."""
+
+    @classmethod
+    def build(cls, model_name: str, serialization: Serialization, resources: Iterable[Resource]) -> Manifest:
+        return cls(model_name, serialization, tuple(sorted(resources, key=Resource.sort_key)))
+
+    def root_digest(self) -> str:
+        """SHA-256 over the raw digests in manifest order: the in-toto subject digest."""
+        h = hashlib.sha256()
+        for r in self.resources:
+            h.update(bytes.fromhex(r.digest))
+        return h.hexdigest()
+
+    def digests(self) -> dict[str, str]:
+        """name -> digest."""
+        return {r.name: r.digest for r in self.resources}
+
+    def file_names(self) -> set[str]:
+        """The file paths the manifest covers (shards folded into their file)."""
+        return {split_shard_name(r.name)[0] for r in self.resources}
+
+    def to_statement(self) -> dict[str, Any]:
+        """The in-toto Statement v1 (as a dict) that the DSSE envelope carries."""
+        algorithm = self.serialization.resource_algorithm
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": self.model_name, "digest": {"sha256": self.root_digest()}}],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {
+                "serialization": self.serialization.to_dict(),
+                "resources": [
+                    {"digest": r.digest, "algorithm": algorithm, "name": r.name} for r in self.resources
+                ],
+            },
+        }
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ManifestError(f"malformed signature: {message}")
+
+
+def _expect_type(value: Any, typ: type, where: str) -> Any:
+    _need(isinstance(value, typ) and not (typ is int and isinstance(value, bool)), f"{where} must be a {typ.__name__}")
+    return value
+
+
+def check_relative_path(name: str, where: str) -> None:
+    """Refuse any path a verifier could resolve outside the tree or two ways."""
+    if name == ".":
+        return
+    _need(bool(name), f"{where}: empty path")
+    bad = {
+        "\x00" in name: "a NUL byte",
+        "\\" in name: "a backslash (paths in a manifest are POSIX)",
+        name.startswith("/"): "an absolute path",
+        bool(re.match(r"^[A-Za-z]:", name)): "a drive-letter path",
+    }
+    for hit, what in bad.items():
+        if hit:
+            raise ManifestError(f"unsafe path in signature: {where} {name!r} contains {what}")
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            raise ManifestError(
+                f"unsafe path in signature: {where} {name!r} is not a normalised relative path "
+                f"(component {part!r})"
+            )
+    if any(ord(c) < 0x20 for c in name):
+        raise ManifestError(f"unsafe path in signature: {where} {name!r} contains a control character")
+
+
+def parse_statement(statement: Mapping[str, Any]) -> Manifest:
+    """Turn an in-toto Statement (already JSON-decoded) into a Manifest, refusing anything unsafe or ambiguous."""
+    _expect_type(statement, dict, "the statement")
+    _need(statement.get("_type") == STATEMENT_TYPE, f"_type must be {STATEMENT_TYPE!r}")
+    predicate_type = statement.get("predicateType")
+    _need(
+        predicate_type == PREDICATE_TYPE,
+        f"predicateType is {predicate_type!r}, expected {PREDICATE_TYPE!r} (OpenSSF model signing v1.0)",
+    )
+    subjects = _expect_type(statement.get("subject"), list, "subject")
+    _need(len(subjects) == 1, f"expected exactly one subject, found {len(subjects)}")
+    subject = _expect_type(subjects[0], dict, "subject[0]")
+    model_name = _expect_type(subject.get("name"), str, "subject[0].name")
+    digest = _expect_type(subject.get("digest"), dict, "subject[0].digest")
+    root = _expect_type(digest.get("sha256"), str, "subject[0].digest.sha256")
+    _need(len(root) == 64 and bool(_HEX.fullmatch(root)), "subject digest is not a lower-case SHA-256 hex digest")
+
+    predicate = _expect_type(statement.get("predicate"), dict, "predicate")
+    ser = _expect_type(predicate.get("serialization"), dict, "predicate.serialization")
+    method = ser.get("method")
+    _need(method in ("files", "shards"), f"unknown serialization method {method!r} (expected files or shards)")
+    hash_type = ser.get("hash_type")
+    if hash_type not in HASH_TYPES:
+        raise ManifestError(
+            f"signature uses hashing method {hash_type!r}, which mlfort does not accept "
+            f"(accepted: {', '.join(HASH_TYPES)})"
+        )
+    allow_symlinks = ser.get("allow_symlinks", False)
+    _need(isinstance(allow_symlinks, bool), "serialization.allow_symlinks must be true or false")
+    ignore_raw = ser.get("ignore_paths", [])
+    _expect_type(ignore_raw, list, "serialization.ignore_paths")
+    ignore: list[str] = []
+    for i, p in enumerate(ignore_raw):
+        _expect_type(p, str, f"serialization.ignore_paths[{i}]")
+        check_relative_path(p, "ignore path")
+        _need(p != ".", "serialization.ignore_paths may not ignore the whole tree")
+        ignore.append(p)
+    shard_size = None
+    if method == "shards":
+        shard_size = _expect_type(ser.get("shard_size"), int, "serialization.shard_size")
+        _need(shard_size > 0, "serialization.shard_size must be positive")
+    serialization = Serialization(method, hash_type, allow_symlinks, tuple(sorted(set(ignore))), shard_size)
+
+    resources_raw = _expect_type(predicate.get("resources"), list, "predicate.resources")
+    _need(len(resources_raw) <= MAX_RESOURCES, f"more than {MAX_RESOURCES} resources")
+    expected_alg = serialization.resource_algorithm
+    digest_len = 2 * HASH_TYPES[hash_type]
+    resources: list[Resource] = []
+    seen: set[str] = set()
+    h = hashlib.sha256()
+    for i, raw in enumerate(resources_raw):
+        where = f"resources[{i}]"
+        _expect_type(raw, dict, where)
+        name = _expect_type(raw.get("name"), str, f"{where}.name")
+        alg = raw.get("algorithm")
+        if alg != expected_alg:
+            raise ManifestError(
+                f"signature mixes hashing methods: {where} ({name!r}) uses {alg!r} but the serialization "
+                f"says {expected_alg!r}"
+            )
+        value = _expect_type(raw.get("digest"), str, f"{where}.digest")
+        _need(
+            len(value) == digest_len and bool(_HEX.fullmatch(value)), f"{where}.digest is not a {hash_type} hex digest"
+        )
+        path, start, end = split_shard_name(name) if method == "shards" else (name, 0, 0)
+        if method == "shards":
+            _need(name != path and end > start, f"{where}.name {name!r} is not a shard name path:start:end")
+        check_relative_path(path, f"{where}.name")
+        if name in seen:
+            raise ManifestError(f"duplicate entry in signature: {name!r} is listed more than once")
+        seen.add(name)
+        h.update(bytes.fromhex(value))
+        resources.append(Resource(name, value))
+    if method == "files" and "." in seen and len(seen) > 1:
+        raise ManifestError("malformed signature: a single-file manifest ('.') cannot list other files")
+    if h.hexdigest() != root:
+        raise ManifestError(
+            "malformed signature: the subject digest does not match the listed resources "
+            "(the manifest was edited after it was made)"
+        )
+    return Manifest.build(model_name, serialization, resources)

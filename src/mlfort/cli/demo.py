@@ -1,0 +1,5 @@
+"""`mlfort demo`: (being written)."""
+
+
+def demo() -> None:
+    """(being written)"""

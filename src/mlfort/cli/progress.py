@@ -1,0 +1,56 @@
+"""A progress bar for long hashing jobs, shown only on a terminal and only when the job is large."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+SHOW_ABOVE_BYTES = 256 * 1024 * 1024
+
+
+@contextmanager
+def byte_progress(description: str, *, enabled: bool | None = None) -> Iterator[tuple[Callable[[int], None],
+                                                                                     Callable[[int], None]]]:
+    """Yield (on_plan, advance): call on_plan(total_bytes) once, then advance(n) from any thread.
+
+    Draws on stderr when it is a terminal and the total is large; otherwise both are cheap no-ops.
+    """
+    show = sys.stderr.isatty() if enabled is None else enabled
+    state: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def on_plan(total: int) -> None:
+        if not show or total < SHOW_ABOVE_BYTES:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True,
+        )
+        bar.start()
+        state["bar"] = bar
+        state["task"] = bar.add_task(description, total=total)
+
+    def advance(n: int) -> None:
+        bar = state.get("bar")
+        if bar is not None:
+            with lock:
+                bar.advance(state["task"], n)  # type: ignore[attr-defined]
+
+    try:
+        yield on_plan, advance
+    finally:
+        bar = state.get("bar")
+        if bar is not None:
+            bar.stop()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Keys and cryptographic formats: signing keys now; envelope encryption and keyrings in later issues."""
