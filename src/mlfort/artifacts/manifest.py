@@ -31,6 +31,7 @@ MAX_RESOURCES = 2_000_000
 """More entries than any real model repository has; a larger list is refused as hostile."""
 
 _HEX = re.compile(r"[0-9a-f]+")
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "a whole number", bool: "true or false"}
 
 
 class ManifestError(VerificationError):
@@ -150,7 +151,8 @@ def _need(cond: bool, message: str) -> None:
 
 
 def _expect_type(value: Any, typ: type, where: str) -> Any:
-    _need(isinstance(value, typ) and not (typ is int and isinstance(value, bool)), f"{where} must be a {typ.__name__}")
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    _need(ok, f"{where} must be {_TYPE_NAMES.get(typ, typ.__name__)}")
     return value
 
 
@@ -217,8 +219,14 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
         ignore.append(p)
     shard_size = None
     if method == "shards":
-        shard_size = _expect_type(ser.get("shard_size"), int, "serialization.shard_size")
-        _need(shard_size > 0, "serialization.shard_size must be positive")
+        raw_size = ser.get("shard_size")
+        # model-signing writes it through a protobuf Struct, where every number is a double (4096.0)
+        _need(
+            isinstance(raw_size, int | float) and not isinstance(raw_size, bool) and float(raw_size).is_integer()
+            and 0 < raw_size <= 1 << 62,
+            "serialization.shard_size must be a positive whole number of bytes",
+        )
+        shard_size = int(raw_size)
     serialization = Serialization(method, hash_type, allow_symlinks, tuple(sorted(set(ignore))), shard_size)
 
     resources_raw = _expect_type(predicate.get("resources"), list, "predicate.resources")

@@ -200,7 +200,10 @@ def verify_artifact(
     present = {e.rel: e for e in entries}
     findings: list[Finding] = []
     for rel in sorted(set(present) - signed_files):
-        if allow_unsigned_files:
+        if ser.method == "shards" and present[rel].size == 0:
+            findings.append(Finding("MLF-ART-002", Severity.INFO, rel, f"{rel}: empty file, which the shards "
+                                    "method cannot record (its presence is not verified)", evidence={"file": rel}))
+        elif allow_unsigned_files:
             findings.append(Finding("MLF-ART-002", Severity.INFO, rel, f"{rel}: not covered by the signature "
                                     "(allowed by --allow-unsigned-files)", evidence={"file": rel}))
         else:

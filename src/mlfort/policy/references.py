@@ -1,0 +1,112 @@
+"""Checks across sections of a schema-valid policy: every name used is defined, data lives where it may."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mlfort.policy.issues import RESIDENCY_VIOLATION, UNDEFINED_REFERENCE, WILDCARD_PERMISSION
+from mlfort.policy.schema import WILDCARD, Dataset, Policy, within
+from mlfort.policy.source import Path_
+from mlfort.report import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A cross-reference problem at a data path; the loader turns it into a positioned PolicyIssue."""
+
+    rule_id: str
+    path: Path_
+    message: str
+    at_key: bool = False
+    """Point at the mapping key (e.g. the environment name in `locations`) rather than at its value."""
+    severity: Severity = Severity.HIGH
+
+
+def check_references(policy: Policy) -> list[Problem]:
+    """Every cross-section problem of `policy`, in file order of the sections."""
+    problems: list[Problem] = []
+    providers = policy.identity_provider_names()
+
+    def undefined(path: Path_, what: str, name: str, defined: Iterable[str]) -> None:
+        problems.append(_undefined(path, what, name, defined))
+
+    for env_name, env in policy.environments.items():
+        if env.key_service is not None and env.key_service not in policy.keys:
+            undefined(("environments", env_name, "key_service"), "keyring", env.key_service, policy.keys)
+        if env.identity_provider is not None and env.identity_provider not in providers:
+            undefined(
+                ("environments", env_name, "identity_provider"), "identity provider", env.identity_provider, providers
+            )
+
+    for role_name, role in policy.roles.items():
+        for index, permission in enumerate(role.permissions):
+            if permission.endswith(f":{WILDCARD}"):
+                problems.append(
+                    Problem(
+                        WILDCARD_PERMISSION,
+                        ("roles", role_name, "permissions", index),
+                        f"wildcard {permission!r} grants every verb on every {permission.split(':')[0]}, "
+                        "including verbs added later; list the verbs this role needs",
+                        severity=Severity.MEDIUM,
+                    )
+                )
+
+    for index, human in enumerate(policy.principals.humans):
+        base: Path_ = ("principals", "humans", index)
+        if human.provider not in providers:
+            undefined((*base, "provider"), "identity provider", human.provider, providers)
+        for r_index, role in enumerate(human.roles):
+            if role not in policy.roles:
+                undefined((*base, "roles", r_index), "role", role, policy.roles)
+
+    for name, workload in policy.principals.workloads.items():
+        base = ("principals", "workloads", name)
+        for field, what, defined in (
+            ("roles", "role", policy.roles),
+            ("reads", "dataset", policy.datasets),
+            ("writes", "model", policy.models),
+            ("environments", "environment", policy.environments),
+        ):
+            for item_index, item in enumerate(getattr(workload, field)):
+                if item not in defined:
+                    undefined((*base, field, item_index), what, item, defined)
+
+    for section, assets in (("datasets", policy.datasets), ("models", policy.models)):
+        for name, asset in assets.items():
+            problems.extend(_location_problems(policy, section, name, asset))
+
+    for name, model in policy.models.items():
+        for index, dataset in enumerate(model.trained_on):
+            if dataset not in policy.datasets:
+                undefined(("models", name, "trained_on", index), "dataset", dataset, policy.datasets)
+    return problems
+
+
+def _undefined(path: Path_, what: str, name: str, defined: Iterable[str], *, at_key: bool = False) -> Problem:
+    names = sorted(defined)
+    choices = f"defined: {', '.join(names)}" if names else "none are defined"
+    return Problem(UNDEFINED_REFERENCE, path, f"undefined {what} {name!r} ({choices})", at_key)
+
+
+def _location_problems(policy: Policy, section: str, name: str, asset: Dataset) -> list[Problem]:
+    problems: list[Problem] = []
+    noun = section[:-1]
+    for env_name in asset.locations:
+        path: Path_ = (section, name, "locations", env_name)
+        env = policy.environments.get(env_name)
+        if env is None:
+            problems.append(_undefined(path, "environment", env_name, policy.environments, at_key=True))
+            continue
+        if not within(env.jurisdiction, asset.residency):
+            problems.append(
+                Problem(
+                    RESIDENCY_VIOLATION,
+                    path,
+                    f"{noun} {name!r} is declared to live in environment {env_name!r} (jurisdiction "
+                    f"{env.jurisdiction}), outside its residency [{', '.join(asset.residency)}]; remove this "
+                    "location or change the residency",
+                    at_key=True,
+                )
+            )
+    return problems

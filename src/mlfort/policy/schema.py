@@ -1,0 +1,330 @@
+"""The policy schema: frozen pydantic models of mlfort.yaml, and the deny-by-default questions it answers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WrapSerializer,
+)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# Mappings are read-only views too, so a loaded policy cannot be changed behind a check's back.
+FrozenMap = Annotated[
+    Mapping[K, V],
+    AfterValidator(MappingProxyType),
+    WrapSerializer(lambda value, handler: handler(dict(value))),
+]
+
+
+def _empty_map() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
+RESOURCE_KINDS: tuple[str, ...] = ("dataset", "model", "endpoint", "policy", "ledger", "key")
+"""The kinds of resource a permission can name (`<kind>:<verb>`)."""
+VERBS: tuple[str, ...] = ("read", "write", "deploy", "invoke", "sign", "verify", "admin")
+"""The verbs a permission can name; `*` (every verb of one kind) is accepted but reported as a warning."""
+WILDCARD = "*"
+
+# fmt: off
+EU_MEMBERS: frozenset[str] = frozenset({
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU",
+    "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+})
+# fmt: on
+"""ISO 3166-1 codes of EU member states: an environment in DE is inside residency [EU]."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_JURISDICTION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
+_S3 = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f"expected a name of letters, digits, '.', '_' or '-' (up to 64, starting with a letter or digit); "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _jurisdiction(value: str) -> str:
+    if not _JURISDICTION.fullmatch(value):
+        raise ValueError(f"expected an upper-case ISO 3166 code such as EU, DE, US or US-CA; got {value!r}")
+    return value
+
+
+def _storage_location(value: str) -> str:
+    ok = (
+        (value.startswith("file:///") and len(value) > len("file:///"))
+        or (value.startswith("/") and not value.startswith("//"))
+        or bool(_S3.fullmatch(value))
+    )
+    if not ok or "\n" in value or "\x00" in value:
+        raise ValueError(f"expected file:///path, /absolute/path or s3://bucket/prefix; got {value!r}")
+    return value
+
+
+def _permission(value: str) -> str:
+    kind, sep, verb = value.partition(":")
+    if not sep:
+        raise ValueError(f"expected <kind>:<verb> such as dataset:read; got {value!r}")
+    if kind not in RESOURCE_KINDS:
+        raise ValueError(f"unknown resource kind {kind!r} in {value!r}; expected one of {', '.join(RESOURCE_KINDS)}")
+    if verb != WILDCARD and verb not in VERBS:
+        raise ValueError(f"unknown verb {verb!r} in {value!r}; expected one of {', '.join(VERBS)} (or *)")
+    return value
+
+
+def _signer(value: str) -> str:
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        if "-----END" not in text or "PRIVATE KEY" in text:
+            raise ValueError("expected a PEM public key (BEGIN ... END PUBLIC KEY), never a private key")
+        return value
+    if not text or "\n" in text or "\x00" in text:
+        raise ValueError(f"expected a public key file path or a PEM public key; got {value[:40]!r}")
+    return value
+
+
+def _nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _exactly_one(value: Any) -> Any:
+    # Literal[1] alone would take `true` (True == 1) and 1.0; the version must be the integer 1.
+    if type(value) is not int or value != 1:
+        raise ValueError(f"expected version: 1 (the only schema version so far); got {value!r}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Jurisdiction = Annotated[str, AfterValidator(_jurisdiction)]
+StorageLocation = Annotated[str, AfterValidator(_storage_location)]
+Permission = Annotated[str, AfterValidator(_permission)]
+Signer = Annotated[str, AfterValidator(_signer)]
+Text = Annotated[str, StringConstraints(max_length=4096)]
+NonEmpty = Annotated[str, AfterValidator(_nonempty), StringConstraints(max_length=4096)]
+
+
+class Classification(StrEnum):
+    """How sensitive a dataset or model is, least to most."""
+
+    public = "public"
+    internal = "internal"
+    confidential = "confidential"
+    pii = "pii"
+
+
+class _Strict(BaseModel):
+    """Every section outside the placeholders: frozen, and an unknown key is an error (typos do not pass)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Placeholder(BaseModel):
+    """identity, keys and ledger: a small typed core, other keys kept as-is for the issues that fill them in."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class Environment(_Strict):
+    """A place where data lives and steps run (an on-prem cluster, a cloud account and region)."""
+
+    description: Text = ""
+    jurisdiction: Jurisdiction
+    storage: tuple[StorageLocation, ...] = ()
+    key_service: Name | None = None
+    identity_provider: Name | None = None
+
+
+class Role(_Strict):
+    """A named set of permissions, defined once and granted to principals by name."""
+
+    description: Text = ""
+    permissions: tuple[Permission, ...] = ()
+
+
+class HumanGroup(_Strict):
+    """People: a group in an identity provider (LDAP DN or OIDC `groups` claim) and the roles it holds."""
+
+    group: NonEmpty
+    provider: Name
+    roles: tuple[Name, ...] = ()
+
+
+class Workload(_Strict):
+    """A pipeline step or service: its roles, the datasets it may read, the models it may write, and where."""
+
+    description: Text = ""
+    roles: tuple[Name, ...] = ()
+    reads: tuple[Name, ...] = ()
+    writes: tuple[Name, ...] = ()
+    environments: tuple[Name, ...] = ()
+
+
+class Principals(_Strict):
+    """Who acts: human groups and workloads."""
+
+    humans: tuple[HumanGroup, ...] = ()
+    workloads: FrozenMap[Name, Workload] = Field(default_factory=_empty_map)
+
+
+class Dataset(_Strict):
+    """A dataset: where it lives per environment, how sensitive it is, where it may live, who signs it."""
+
+    description: Text = ""
+    locations: FrozenMap[Name, StorageLocation] = Field(default_factory=_empty_map)
+    classification: Classification
+    residency: tuple[Jurisdiction, ...]
+    owner: NonEmpty
+    signers: tuple[Signer, ...] = ()
+
+
+class Model(Dataset):
+    """A model: like a dataset, plus the datasets it was trained on."""
+
+    trained_on: tuple[Name, ...] = ()
+
+
+class Issuer(_Placeholder):
+    """An OIDC issuer (placeholder: more keys are accepted until the identity issue defines them)."""
+
+    name: Name
+    url: Text | None = None
+
+
+class LdapDirectory(_Placeholder):
+    """An LDAP or AD directory (placeholder)."""
+
+    url: Text | None = None
+
+
+class Identity(_Placeholder):
+    """Identity providers (placeholder section)."""
+
+    issuers: tuple[Issuer, ...] = ()
+    ldap: FrozenMap[Name, LdapDirectory] = Field(default_factory=_empty_map)
+
+
+class Keyring(_Placeholder):
+    """A keyring (placeholder): its type is checked, other keys are kept for the crypto room."""
+
+    type: Literal["local", "pkcs11", "awskms"]
+
+
+class Ledger(_Placeholder):
+    """Where the ledger lives (placeholder)."""
+
+    url: Text | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What a workload may do according to the policy. Empty means nothing: deny by default."""
+
+    permissions: frozenset[str] = frozenset()
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+    environments: frozenset[str] = frozenset()
+
+    def permits(self, permission: str) -> bool:
+        """True only when a held permission is exactly `permission` or `kind:*` of its kind."""
+        return permits(self.permissions, permission)
+
+
+def permits(held: Iterable[str], permission: str) -> bool:
+    """True only when `held` contains `permission` or the wildcard of its kind. An empty `held` permits nothing."""
+    kind, sep, verb = permission.partition(":")
+    if not sep or not kind or not verb or verb == WILDCARD:
+        return False  # asking for a wildcard or a malformed permission is never granted
+    held = frozenset(held)
+    return permission in held or f"{kind}:{WILDCARD}" in held
+
+
+class Policy(_Strict):
+    """A whole, validated mlfort.yaml. Load it with `mlfort.policy.load_policy`."""
+
+    version: Annotated[Literal[1], BeforeValidator(_exactly_one)]
+    environments: FrozenMap[Name, Environment] = Field(default_factory=_empty_map)
+    roles: FrozenMap[Name, Role] = Field(default_factory=_empty_map)
+    principals: Principals = Field(default_factory=Principals)
+    datasets: FrozenMap[Name, Dataset] = Field(default_factory=_empty_map)
+    models: FrozenMap[Name, Model] = Field(default_factory=_empty_map)
+    identity: Identity = Field(default_factory=Identity)
+    keys: FrozenMap[Name, Keyring] = Field(default_factory=_empty_map)
+    ledger: Ledger | None = None
+
+    def permissions_of_role(self, role: str) -> frozenset[str]:
+        """The permissions a role grants; an unknown role or a role without permissions grants nothing."""
+        found = self.roles.get(role)
+        return frozenset(found.permissions) if found is not None else frozenset()
+
+    def permissions_of_roles(self, roles: Iterable[str]) -> frozenset[str]:
+        """Union of the permissions of several roles (no roles: nothing)."""
+        out: frozenset[str] = frozenset()
+        for role in roles:
+            out |= self.permissions_of_role(role)
+        return out
+
+    def workload_grants(self, workload: str) -> Grants:
+        """What a workload may do; an unknown workload, or one with empty lists, gets empty Grants."""
+        found = self.principals.workloads.get(workload)
+        if found is None:
+            return Grants()
+        return Grants(
+            permissions=self.permissions_of_roles(found.roles),
+            reads=frozenset(found.reads),
+            writes=frozenset(found.writes),
+            environments=frozenset(found.environments),
+        )
+
+    def identity_provider_names(self) -> frozenset[str]:
+        """Names of OIDC issuers and LDAP directories, which humans and environments may refer to."""
+        return frozenset(issuer.name for issuer in self.identity.issuers) | frozenset(self.identity.ldap)
+
+    def summary(self) -> str:
+        """One line such as 'valid: 2 environments, 5 roles, ...' for the end of a validate run."""
+
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
+        return "valid: " + ", ".join(
+            [
+                count(len(self.environments), "environment"),
+                count(len(self.roles), "role"),
+                count(len(self.principals.humans), "human group"),
+                count(len(self.principals.workloads), "workload"),
+                count(len(self.datasets), "dataset"),
+                count(len(self.models), "model"),
+                count(len(self.keys), "keyring"),
+            ]
+        )
+
+
+def within(jurisdiction: str, allowed: Iterable[str]) -> bool:
+    """True when `jurisdiction` lies inside one of `allowed`: equal, a subdivision (DE-BY in DE), or an EU member
+    state in EU."""
+    country = jurisdiction.split("-", 1)[0]
+    for area in allowed:
+        if jurisdiction == area or country == area:
+            return True
+        if area == "EU" and country in EU_MEMBERS:
+            return True
+    return False

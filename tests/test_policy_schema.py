@@ -1,0 +1,289 @@
+"""Specifications of the policy schema, its cross-references, and deny-by-default grants."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from pydantic import ValidationError
+
+from mlfort.policy import (
+    Grants,
+    PolicyIssue,
+    check_policy_text,
+    example_policy_text,
+    load_policy_text,
+    permits,
+    within,
+)
+
+BASE = """\
+version: 1
+environments:
+  onprem: {jurisdiction: DE, key_service: hsm, identity_provider: corp-ldap}
+  us: {jurisdiction: US}
+keys:
+  hsm: {type: pkcs11, module: /usr/lib/softhsm.so}
+identity:
+  ldap:
+    corp-ldap: {url: "ldaps://ldap.example"}
+"""
+
+
+def standalone_issues(text: str) -> list[PolicyIssue]:
+    return list(check_policy_text("version: 1\n" + text, "p.yaml").issues)
+
+
+def issues_of(extra: str) -> list[PolicyIssue]:
+    report = check_policy_text(BASE + textwrap.dedent(extra), "p.yaml")
+    return list(report.issues)
+
+
+def errors_of(extra: str) -> list[PolicyIssue]:
+    report = check_policy_text(BASE + textwrap.dedent(extra), "p.yaml")
+    assert report.policy is None, "expected the policy to be refused"
+    return list(report.errors)
+
+
+def test_base_fixture_is_valid() -> None:
+    assert issues_of("") == []
+
+
+def test_unknown_permission_kind_names_the_allowed_kinds() -> None:
+    (issue,) = errors_of("roles:\n  r: {permissions: [spaceship:read]}\n")
+    assert issue.key == "roles.r.permissions[0]"
+    assert "unknown resource kind 'spaceship'" in issue.message
+    assert "dataset, model, endpoint, policy, ledger, key" in issue.message
+    assert (issue.line, issue.column) == (11, 21)
+
+
+def test_unknown_verb_names_the_allowed_verbs() -> None:
+    (issue,) = errors_of("roles:\n  r: {permissions: [model:train]}\n")
+    assert "read, write, deploy, invoke, sign, verify, admin" in issue.message
+
+
+@pytest.mark.parametrize("bad", ["dataset", "*:read", "*:*", ":read", "dataset:"])
+def test_malformed_permissions_are_refused(bad: str) -> None:
+    (issue,) = errors_of(f"roles:\n  r: {{permissions: ['{bad}']}}\n")
+    assert issue.rule_id == "MLF-POL-007"
+
+
+def test_wildcard_verb_is_accepted_with_a_warning() -> None:
+    report = check_policy_text(BASE + "roles:\n  r: {permissions: ['dataset:*']}\n", "p.yaml")
+    assert report.valid and report.policy is not None
+    (issue,) = report.issues
+    assert issue.rule_id == "MLF-POL-010"
+    assert issue.severity == "medium"
+    assert (issue.line, issue.column) == (11, 21)
+    grants = report.policy.permissions_of_role("r")
+    assert permits(grants, "dataset:read") and permits(grants, "dataset:admin")
+    assert not permits(grants, "model:read")
+
+
+def test_undefined_references_are_each_reported() -> None:
+    issues = errors_of(
+        """\
+        roles:
+          trainer: {permissions: [dataset:read]}
+        principals:
+          humans:
+            - {group: scientists, provider: corp-oidc, roles: [data-scientist]}
+          workloads:
+            job:
+              roles: [trainer, ghost]
+              reads: [customers]
+              writes: [churn]
+              environments: [mars]
+        models:
+          m: {classification: internal, residency: [EU], owner: me, trained_on: [nothing]}
+        """
+    )
+    assert {i.rule_id for i in issues} == {"MLF-POL-008"}
+    got = {i.key: i.message for i in issues}
+    assert got == {
+        "principals.humans[0].provider": "undefined identity provider 'corp-oidc' (defined: corp-ldap)",
+        "principals.humans[0].roles[0]": "undefined role 'data-scientist' (defined: trainer)",
+        "principals.workloads.job.roles[1]": "undefined role 'ghost' (defined: trainer)",
+        "principals.workloads.job.reads[0]": "undefined dataset 'customers' (none are defined)",
+        "principals.workloads.job.writes[0]": "undefined model 'churn' (defined: m)",
+        "principals.workloads.job.environments[0]": "undefined environment 'mars' (defined: onprem, us)",
+        "models.m.trained_on[0]": "undefined dataset 'nothing' (none are defined)",
+    }
+    reads = next(i for i in issues if i.key.endswith("reads[0]"))
+    assert (reads.line, reads.column) == (18, 15)
+
+
+def test_undefined_keyring_and_identity_provider_in_environment() -> None:
+    report = check_policy_text(
+        "version: 1\nenvironments:\n  e: {jurisdiction: DE, key_service: kms, identity_provider: idp}\n", "p.yaml"
+    )
+    assert {(i.key, i.line, i.column) for i in report.issues} == {
+        ("environments.e.key_service", 3, 38),
+        ("environments.e.identity_provider", 3, 62),
+    }
+
+
+def test_location_in_undefined_environment_points_at_the_key() -> None:
+    (issue,) = errors_of(
+        """\
+        datasets:
+          d:
+            classification: internal
+            residency: [EU]
+            owner: me
+            locations: {mars: /data/d}
+        """
+    )
+    assert issue.key == "datasets.d.locations.mars"
+    assert (issue.line, issue.column) == (15, 17)
+
+
+def test_data_located_outside_its_residency_is_an_error() -> None:
+    (issue,) = errors_of(
+        """\
+        datasets:
+          customers:
+            classification: pii
+            residency: [EU]
+            owner: dpo@example.eu
+            locations:
+              onprem: /data/customers
+              us: s3://acme-us/customers
+        """
+    )
+    assert issue.rule_id == "MLF-POL-009"
+    assert issue.severity == "high"
+    assert issue.key == "datasets.customers.locations.us"
+    assert (issue.line, issue.column) == (17, 7)
+    assert "jurisdiction US" in issue.message and "[EU]" in issue.message
+
+
+def test_model_residency_is_checked_too() -> None:
+    (issue,) = errors_of(
+        "models:\n  m: {classification: confidential, residency: [DE], owner: me, locations: {us: /m}}\n"
+    )
+    assert issue.rule_id == "MLF-POL-009"
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "allowed", "inside"),
+    [
+        ("DE", ["EU"], True),
+        ("DE", ["DE"], True),
+        ("DE-BY", ["DE"], True),
+        ("DE-BY", ["EU"], True),
+        ("US", ["EU"], False),
+        ("CH", ["EU"], False),
+        ("DE", ["DE-BY"], False),
+        ("DE", [], False),
+    ],
+)
+def test_within_residency(jurisdiction: str, allowed: list[str], inside: bool) -> None:
+    assert within(jurisdiction, allowed) is inside
+
+
+@pytest.mark.parametrize("root", ["/srv/data", "file:///srv/data", "s3://my-bucket", "s3://my-bucket/prefix/x"])
+def test_storage_roots_accept_the_three_forms(root: str) -> None:
+    assert standalone_issues(f"environments:\n  x: {{jurisdiction: DE, storage: ['{root}']}}\n") == []
+
+
+@pytest.mark.parametrize("root", ["relative/path", "//host/share", "file://host/x", "s3://", "http://x/y", "S3://B"])
+def test_storage_roots_refuse_other_forms(root: str) -> None:
+    (issue,) = standalone_issues(f"environments:\n  x: {{jurisdiction: DE, storage: ['{root}']}}\n")
+    assert "expected file:///path, /absolute/path or s3://bucket/prefix" in issue.message
+
+
+@pytest.mark.parametrize("code", ["de", "Germany", "D", "DEU"])
+def test_jurisdiction_must_be_an_iso_like_code(code: str) -> None:
+    (issue,) = standalone_issues(f"environments:\n  x: {{jurisdiction: '{code}'}}\n")
+    assert issue.key == "environments.x.jurisdiction"
+    assert "ISO 3166" in issue.message
+
+
+def test_signers_refuse_private_keys() -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\\nabc\\n-----END PRIVATE KEY-----"
+    (issue,) = errors_of(
+        f'datasets:\n  d: {{classification: public, residency: [EU], owner: me, signers: ["{pem}"]}}\n'
+    )
+    assert "never a private key" in issue.message
+
+
+def test_signers_accept_paths_and_public_pem() -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----"
+    extra = f'datasets:\n  d: {{classification: public, residency: [EU], owner: me, signers: [a.pub, "{pem}"]}}\n'
+    assert issues_of(extra) == []
+
+
+def test_placeholder_sections_keep_extra_keys_but_check_their_core() -> None:
+    policy = load_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, slot: 3"))
+    assert policy.keys["hsm"].model_extra == {"module": "/usr/lib/softhsm.so", "slot": 3}
+    (issue,) = check_policy_text(BASE.replace("type: pkcs11", "type: vault"), "p.yaml").issues
+    assert issue.key == "keys.hsm.type"
+    assert issue.message == "expected one of local, pkcs11, awskms; got 'vault'"
+
+
+def test_strict_sections_refuse_extra_keys_placeholders_do_not() -> None:
+    assert issues_of("ledger: {url: 'postgresql://db/ledger', pool: 5}\n") == []
+    (issue,) = errors_of("principals: {robots: []}\n")
+    assert issue.rule_id == "MLF-POL-005"
+
+
+# Deny by default ---------------------------------------------------------------------------------------
+
+
+def test_empty_roles_grant_nothing() -> None:
+    policy = load_policy_text("version: 1\nroles: {}\n")
+    assert policy.permissions_of_role("admin") == frozenset()
+    assert policy.permissions_of_roles([]) == frozenset()
+
+
+def test_role_without_permissions_grants_nothing() -> None:
+    policy = load_policy_text("version: 1\nroles:\n  idle: {description: nothing}\n  empty: {permissions: []}\n")
+    assert policy.permissions_of_role("idle") == frozenset()
+    assert policy.permissions_of_role("empty") == frozenset()
+
+
+def test_workload_without_reads_grants_nothing() -> None:
+    policy = load_policy_text("version: 1\nprincipals:\n  workloads:\n    job: {}\n")
+    grants = policy.workload_grants("job")
+    assert grants == Grants()
+    assert not grants.reads and not grants.writes and not grants.environments
+    assert not grants.permits("dataset:read")
+
+
+def test_unknown_workload_grants_nothing() -> None:
+    policy = load_policy_text(example_policy_text())
+    assert policy.workload_grants("intruder") == Grants()
+    assert policy.permissions_of_role("root") == frozenset()
+
+
+def test_trainer_workload_of_the_example_reads_one_dataset_and_writes_one_model() -> None:
+    policy = load_policy_text(example_policy_text())
+    grants = policy.workload_grants("trainer")
+    assert grants.reads == {"customers"}
+    assert grants.writes == {"churn-model"}
+    assert grants.environments == {"onprem"}
+    assert grants.permits("dataset:read")
+    assert not grants.permits("model:deploy")
+
+
+@pytest.mark.parametrize("asked", ["dataset:*", "*", "", "dataset", ":read"])
+def test_permits_never_grants_wildcards_or_malformed_requests(asked: str) -> None:
+    assert not permits({"dataset:*", "dataset:read"}, asked)
+
+
+def test_policy_is_frozen_all_the_way_down() -> None:
+    policy = load_policy_text(example_policy_text())
+    with pytest.raises(ValidationError):
+        policy.version = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        policy.roles["root"] = policy.roles["admin"]  # type: ignore[index]
+    with pytest.raises(ValidationError):
+        policy.roles["admin"].permissions = ()  # type: ignore[misc]
+    assert isinstance(policy.roles["admin"].permissions, tuple)
+
+
+def test_policy_dumps_to_plain_json() -> None:
+    dumped = load_policy_text(example_policy_text()).model_dump(mode="json")
+    assert dumped["datasets"]["customers"]["classification"] == "pii"
+    assert dumped["keys"]["aws-kms"]["region"] == "eu-central-1"
