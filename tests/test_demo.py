@@ -1,0 +1,42 @@
+"""The main job: `mlfort demo` tells the whole story and catches the tampered model."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+
+from mlfort.demo import run_demo
+from tests.conftest import run_cli
+
+
+def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
+    console = Console(record=True, width=200)
+    story = run_demo(tmp_path / "work", console=console)
+    outcomes = {s["title"]: s["outcome"] for s in story.steps}
+    assert outcomes == {
+        "policy": "valid", "dataset": "created", "train": "trained", "sign dataset": "signed",
+        "sign model": "signed", "verify dataset": "verified", "verify model": "verified",
+        "tamper and verify": "caught",
+    }
+    caught = story.steps[-1]
+    assert caught["file"] == "model.joblib" and caught["rule_id"] == "MLF-ART-001"
+    text = console.export_text()
+    assert "FAILED as it must" in text and "model.joblib" in text
+    key = tmp_path / "work" / ".mlfort" / "keys" / "signing.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE KEY" not in text
+
+
+def test_demo_command_exits_zero_and_json_lists_the_steps(tmp_path):
+    proc = run_cli("demo", "--json", "--workdir", str(tmp_path / "w"))
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads(proc.stdout)["steps"]
+    assert steps[-1]["outcome"] == "caught"
+
+
+def test_demo_without_workdir_leaves_nothing_behind(tmp_path):
+    proc = run_cli("demo", env={"TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "FAILED as it must" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
