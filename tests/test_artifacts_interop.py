@@ -64,7 +64,7 @@ def test_mlfort_verifies_model_signing_signature_and_names_tampered_file(model_d
     bad = run_cli("artifacts", "verify", str(model_dir), "--key", str(openssl_keys[1]), "--signature", str(sig),
                   "--format", "json")
     assert bad.returncode == 1
-    assert '"target": "weights.safetensors"' in bad.stdout
+    assert '"file": "weights.safetensors"' in bad.stdout
     assert "MLF-ART-001" in bad.stdout
 
 

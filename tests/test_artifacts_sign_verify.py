@@ -85,7 +85,8 @@ def test_every_hash_type_round_trips_and_detects_a_flipped_byte(model_dir, keypa
     w.write_bytes(bytes(data))
     result = _verify(model_dir, keypair[1])
     assert _rules(result) == ["MLF-ART-001"]
-    assert result.findings[0].target == "weights.safetensors"
+    assert result.findings[0].target == str(model_dir / "weights.safetensors")
+    assert result.findings[0].evidence["file"] == "weights.safetensors"
     assert hash_type in result.findings[0].message
 
 
@@ -102,7 +103,7 @@ def test_shards_method_round_trips_and_names_the_changed_file(model_dir, keypair
     assert [f.rule_id for f in failing] == ["MLF-ART-001"]
     assert "weights.safetensors:196608:262144" in failing[0].message
     # the shards format cannot record an empty file: said, not silently passed over
-    assert [f.target for f in result.findings if f.severity.value == "info"] == ["empty.bin"]
+    assert [f.evidence["file"] for f in result.findings if f.severity.value == "info"] == ["empty.bin"]
 
 
 def test_resources_are_ordered_by_path_components_like_model_signing(model_dir, keypair):
@@ -146,9 +147,11 @@ def test_verify_names_each_changed_added_and_removed_file(model_dir, keypair):
     assert not result.ok
     by_rule = {f.rule_id: f for f in result.findings}
     assert set(by_rule) == {"MLF-ART-001", "MLF-ART-002", "MLF-ART-003"}
-    assert by_rule["MLF-ART-001"].target == "config.json"
-    assert by_rule["MLF-ART-002"].target == "a/evil.pkl"
-    assert by_rule["MLF-ART-003"].target == "a-c"
+    assert by_rule["MLF-ART-001"].evidence["file"] == "config.json"
+    assert by_rule["MLF-ART-002"].evidence["file"] == "a/evil.pkl"
+    assert by_rule["MLF-ART-003"].evidence["file"] == "a-c"
+    # targets are paths a user (or GitHub code scanning) can open
+    assert by_rule["MLF-ART-002"].target == str(model_dir / "a" / "evil.pkl")
     assert by_rule["MLF-ART-001"].evidence["expected"] != by_rule["MLF-ART-001"].evidence["actual"]
 
 

@@ -142,13 +142,13 @@ def run_demo(workdir: Path | None = None, *, console: Console | None = None) -> 
         say(f"[bold]7. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
             "attacker swapping weights in storage would.")
         result = verify_artifact(model_dir, public)
-        named = [f.target for f in result.findings]
+        named = [f.evidence.get("file") for f in result.findings]
         if result.ok or named != ["model.joblib"]:
             raise DemoFailed(f"tampering was not caught as expected: {result.findings}")
         finding = result.findings[0]
         say(f"[bold]8. Verify again.[/bold] [red]FAILED[/red] as it must: {finding.rule_id} {finding.message}")
         say("   `mlfort artifacts verify` exits 1 here, so a pipeline stops before loading the model.")
-        story.record("tamper and verify", "caught", rule_id=finding.rule_id, file=finding.target,
+        story.record("tamper and verify", "caught", rule_id=finding.rule_id, file=finding.evidence.get("file"),
                      message=finding.message)
         say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): the ledger, scanners, "
             "encryption, workload identity and the gateway.")

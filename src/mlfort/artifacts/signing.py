@@ -196,21 +196,25 @@ def verify_artifact(
         rule_id = "MLF-ART-006" if exc.kind in ("symlink", "escape") else "MLF-ART-009"
         return failed(rule_id, str(exc), file=exc.rel)
 
+    def where(rel: str) -> str:
+        """A file's target as the user would open it: PATH/rel (PATH itself for a single-file artifact)."""
+        return target if rel == "." else str(path / rel)
+
     signed_files = expected.file_names()
     present = {e.rel: e for e in entries}
     findings: list[Finding] = []
     for rel in sorted(set(present) - signed_files):
         if ser.method == "shards" and present[rel].size == 0:
-            findings.append(Finding("MLF-ART-002", Severity.INFO, rel, f"{rel}: empty file, which the shards "
+            findings.append(Finding("MLF-ART-002", Severity.INFO, where(rel), f"{rel}: empty file, which the shards "
                                     "method cannot record (its presence is not verified)", evidence={"file": rel}))
         elif allow_unsigned_files:
-            findings.append(Finding("MLF-ART-002", Severity.INFO, rel, f"{rel}: not covered by the signature "
+            findings.append(Finding("MLF-ART-002", Severity.INFO, where(rel), f"{rel}: not covered by the signature "
                                     "(allowed by --allow-unsigned-files)", evidence={"file": rel}))
         else:
-            findings.append(_finding("MLF-ART-002", rel, f"{rel}: file added since signing (not in the signature)",
+            findings.append(_finding("MLF-ART-002", where(rel), f"{rel}: file added since signing (not in the signature)",
                                      file=rel))
     for rel in sorted(signed_files - set(present)):
-        findings.append(_finding("MLF-ART-003", rel, f"{rel}: file removed since signing", file=rel))
+        findings.append(_finding("MLF-ART-003", where(rel), f"{rel}: file removed since signing", file=rel))
 
     to_hash: list[FileEntry] = [present[r] for r in sorted(signed_files & set(present))]
     total = sum(e.size for e in to_hash)
@@ -233,14 +237,14 @@ def verify_artifact(
         if ser.method == "files":
             name = names[0]
             findings.append(_finding(
-                "MLF-ART-001", rel,
+                "MLF-ART-001", where(rel),
                 f"{rel}: content changed since signing ({ser.hash_type} {want[name][:16]}… expected, "
                 f"{actual[name][:16]}… found)",
                 file=rel, algorithm=ser.hash_type, expected=want[name], actual=actual[name],
             ))
         else:
             findings.append(_finding(
-                "MLF-ART-001", rel,
+                "MLF-ART-001", where(rel),
                 f"{rel}: content changed since signing ({len(names)} shard(s) differ, "
                 f"first {names[0]})",
                 file=rel, algorithm=ser.resource_algorithm, shards=names[:20],
