@@ -211,8 +211,9 @@ def verify_artifact(
             findings.append(Finding("MLF-ART-002", Severity.INFO, where(rel), f"{rel}: not covered by the signature "
                                     "(allowed by --allow-unsigned-files)", evidence={"file": rel}))
         else:
-            findings.append(_finding("MLF-ART-002", where(rel), f"{rel}: file added since signing (not in the signature)",
-                                     file=rel))
+            findings.append(
+                _finding("MLF-ART-002", where(rel), f"{rel}: file added since signing (not in the signature)", file=rel)
+            )
     for rel in sorted(signed_files - set(present)):
         findings.append(_finding("MLF-ART-003", where(rel), f"{rel}: file removed since signing", file=rel))
 

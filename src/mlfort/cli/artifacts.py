@@ -62,8 +62,8 @@ def sign(
         "PATH.sig for a file."
     ),
     hash_name: HashChoice = typer.Option(
-        HashChoice.sha256, "--hash", help="Digest per file. sha256 (default) verifies with `model_signing verify key`; blake3 is "
-        "parallel inside a file and 2x faster (model_signing verifies it through its Python API)."
+        HashChoice.sha256, "--hash", help="Digest per file. sha256 (default) verifies with `model_signing verify key`; "
+        "blake3 is parallel inside a file and 2x faster (model_signing verifies it through its Python API)."
     ),
     shard_size: int = typer.Option(
         None, "--shard-size", help="Hash files in shards of this many bytes (model-signing's `shards` method): "
