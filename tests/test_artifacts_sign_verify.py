@@ -413,3 +413,23 @@ def test_non_utf8_file_name_is_refused_with_its_name(model_dir, keypair):
         pytest.skip("filesystem refuses non-UTF-8 names")
     with pytest.raises(InputError, match="not valid UTF-8"):
         _sign(model_dir, keypair[0])
+
+
+# --- several trusted keys, and the signers a policy names ---------------------------------------------------
+
+
+def test_any_one_of_several_trusted_keys_may_have_signed(model_dir, keypair, other_keypair):
+    _sign(model_dir, keypair[0])
+    keys = [load_public_key(other_keypair[1]), load_public_key(keypair[1])]
+    result = verify_artifact(model_dir, keys)
+    assert result.ok
+    from mlfort.crypto.signing_keys import public_key_hint
+
+    assert result.signer_hint == public_key_hint(keys[1])
+
+
+def test_an_empty_list_of_trusted_keys_trusts_nothing(model_dir, keypair):
+    _sign(model_dir, keypair[0])
+    result = verify_artifact(model_dir, [])
+    assert _rules(result) == ["MLF-ART-004"]
+    assert "deny by default" in result.findings[0].message

@@ -12,6 +12,7 @@ import binascii
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ class SignedManifest:
     """A manifest whose DSSE signature verified with the expected key."""
 
     manifest: Manifest
-    key_hint: str | None
+    key_hint: str
+    """The hint (SHA-256 of the PEM) of the trusted key that verified it."""
 
 
 def encode_bundle(manifest: Manifest, key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -120,8 +122,14 @@ def read_signature_file(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def decode_bundle(data: bytes, key: ec.EllipticCurvePublicKey) -> SignedManifest:
-    """Check the bundle's shape and its signature with `key`, then parse the manifest it signs."""
+def decode_bundle(
+    data: bytes, key: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey]
+) -> SignedManifest:
+    """Check the bundle's shape and its signature with `key` (or any one of several trusted keys), then parse the
+    manifest it signs."""
+    keys = [key] if isinstance(key, ec.EllipticCurvePublicKey) else list(key)
+    if not keys:
+        raise SignatureError("no trusted public key to verify with (deny by default: name at least one signer)")
     bundle = strict_json(data, "the signature file")
     if not isinstance(bundle, dict):
         raise SignatureError("malformed signature: not a Sigstore bundle (top level is not an object)")
@@ -153,30 +161,33 @@ def decode_bundle(data: bytes, key: ec.EllipticCurvePublicKey) -> SignedManifest
         raise SignatureError("malformed signature: the envelope holds no signatures")
     if len(sigs) > MAX_SIGNATURES:
         raise SignatureError(f"malformed signature: more than {MAX_SIGNATURES} signatures in one envelope")
-
-    expected_hint = public_key_hint(key)
-    message = pae(PAYLOAD_TYPE, payload)
-    algorithm = ecdsa_for(key)
-    verified = False
+    raw_sigs = []
     for i, s in enumerate(sigs):
         if not isinstance(s, dict):
             raise SignatureError(f"malformed signature: signatures[{i}] is not an object")
-        raw = _b64(s.get("sig"), f"signatures[{i}].sig")
-        try:
-            key.verify(raw, message, algorithm)
-            verified = True
-            break
-        except InvalidSignature:
-            continue
-    if not verified:
-        if hint is not None and hint != expected_hint:
+        raw_sigs.append(_b64(s.get("sig"), f"signatures[{i}].sig"))
+
+    message = pae(PAYLOAD_TYPE, payload)
+    signer = next((k for k in keys for raw in raw_sigs if _verifies(k, raw, message)), None)
+    if signer is None:
+        hints = [public_key_hint(k) for k in keys]
+        if hint is not None and hint not in hints:
+            given = ", ".join(h[:16] + "…" for h in hints)
             raise SignatureError(
                 f"wrong key: the signature was made by the key with hint {hint[:16]}…, "
-                f"but the given public key's hint is {expected_hint[:16]}…"
+                f"but the trusted public key{'s' if len(hints) > 1 else ''} {'are' if len(hints) > 1 else 'is'} {given}"
             )
         raise SignatureError("the signature does not verify with the given public key (wrong key or altered file)")
     statement = strict_json(payload, "the signed statement")
-    return SignedManifest(parse_statement(statement), hint)
+    return SignedManifest(parse_statement(statement), public_key_hint(signer))
+
+
+def _verifies(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message, ecdsa_for(key))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -117,8 +117,9 @@ class VerifyResult:
     files_checked: int = 0
     bytes_checked: int = 0
     manifest: Manifest | None = None
+    signer_hint: str | None = None
+    """Which trusted key verified the signature (SHA-256 of its PEM)."""
     seconds: float = 0.0
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -139,7 +140,7 @@ def _finding(rule_id: str, target: str, message: str, **evidence: object) -> Fin
 
 def verify_artifact(
     path: Path,
-    key: ec.EllipticCurvePublicKey,
+    key: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey],
     *,
     signature: Path | None = None,
     allow_unsigned_files: bool = False,
@@ -148,8 +149,10 @@ def verify_artifact(
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
 ) -> VerifyResult:
-    """Check the signature with `key`, then every file against it. Never raises for what it finds wrong:
-    each problem is a Finding (fail closed); raises InputError only for unusable input (no such PATH)."""
+    """Check the signature with `key` (or any one of several trusted keys), then every file against it.
+
+    Never raises for what it finds wrong: each problem is a Finding (fail closed). Raises InputError only for
+    unusable input (no such PATH)."""
     t0 = time.perf_counter()
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
@@ -252,5 +255,5 @@ def verify_artifact(
             ))
     return VerifyResult(
         path, sig_path, tuple(findings), files_checked=len(to_hash), bytes_checked=total, manifest=expected,
-        seconds=time.perf_counter() - t0,
+        signer_hint=signed.key_hint, seconds=time.perf_counter() - t0,
     )

@@ -121,10 +121,48 @@ def sign(
     )
 
 
+def _trusted_keys(keys: list[Path], policy: Path | None, name: str | None) -> list:
+    """The public keys a signature may come from: --key files, or the signers the policy names for NAME."""
+    from mlfort.crypto.signing_keys import load_public_key, parse_public_key
+
+    if (policy is None) != (name is None):
+        raise typer.BadParameter("--policy and --artifact go together", param_hint="--policy/--artifact")
+    trusted = [load_public_key(k) for k in keys]
+    if policy is not None and name is not None:
+        from mlfort.errors import InputError
+        from mlfort.policy import load_policy
+
+        loaded = load_policy(policy)
+        entry = loaded.models.get(name) or loaded.datasets.get(name)
+        if entry is None:
+            known = ", ".join(sorted([*loaded.models, *loaded.datasets])) or "none"
+            raise InputError(f"{policy}: no dataset or model named {name!r} (known: {known})")
+        if not entry.signers:
+            raise InputError(
+                f"{policy}: {name!r} lists no signers, so no signature can be trusted (deny by default); "
+                "add the signer's public key under its `signers`"
+            )
+        for signer in entry.signers:
+            if signer.lstrip().startswith("-----BEGIN"):
+                trusted.append(parse_public_key(signer.encode(), f"{policy} ({name} signer)"))
+            else:
+                key_path = Path(signer)
+                trusted.append(load_public_key(key_path if key_path.is_absolute() else policy.parent / key_path))
+    if not trusted:
+        raise typer.BadParameter("give --key PUBLIC.pem, or --policy FILE --artifact NAME", param_hint="--key")
+    return trusted
+
+
 @app.command("verify")
 def verify(
     path: Path = typer.Argument(..., help="The model or dataset to check: a file or a directory tree."),
-    key: Path = typer.Option(..., "--key", "-k", help="The signer's EC public key, PEM."),
+    key: list[Path] = typer.Option(
+        [], "--key", "-k", help="A trusted signer's EC public key, PEM (repeatable: any one of them may have signed)."
+    ),
+    policy: Path = typer.Option(
+        None, "--policy", help="Trust the signers that this policy lists for --artifact (instead of, or beside, --key)."
+    ),
+    artifact: str = typer.Option(None, "--artifact", help="The dataset or model name in --policy."),
     signature: Path = typer.Option(
         None, "--signature", "-s", help="The signature. Default: PATH/model.sig for a directory, PATH.sig for a file."
     ),
@@ -143,12 +181,13 @@ def verify(
     finding per changed, added or removed file.
 
     Example: mlfort artifacts verify models/churn --key keys/signing.pub --format sarif -o verify.sarif
+
+    Example: mlfort artifacts verify models/churn --policy mlfort.yaml --artifact churn-model
     """
     from mlfort.artifacts import canonical_hash, verify_artifact
     from mlfort.cli.progress import byte_progress
-    from mlfort.crypto.signing_keys import load_public_key
 
-    public = load_public_key(key)
+    public = _trusted_keys(key, policy, artifact)
     with byte_progress(f"verifying {path.name}") as (on_plan, advance):
         result = verify_artifact(
             path, public, signature=signature, allow_unsigned_files=allow_unsigned_files,
@@ -159,7 +198,8 @@ def verify(
         assert result.manifest is not None
         summary = (
             f"verified: {result.files_checked} file(s), {_human(result.bytes_checked)} match {result.signature} "
-            f"({result.manifest.serialization.hash_type}) in {result.seconds:.2f} s"
+            f"({result.manifest.serialization.hash_type}), signed by key {result.signer_hint[:16]}…, "
+            f"in {result.seconds:.2f} s"
         )
     else:
         summary = f"FAILED: {path} does not match {result.signature}"

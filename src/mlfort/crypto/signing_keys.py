@@ -101,7 +101,13 @@ def load_private_key(path: Path, password: bytes | None = None) -> ec.EllipticCu
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     """Load an EC public key from PEM (SubjectPublicKeyInfo), or take the public half of an X.509 certificate."""
-    data = _read_key_file(path, "public key")
+    return parse_public_key(_read_key_file(path, "public key"), str(path))
+
+
+def parse_public_key(data: bytes, path: str = "<inline PEM>") -> ec.EllipticCurvePublicKey:
+    """Parse a PEM public key (or certificate) held in memory, such as one written inline in the policy."""
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise InputError(f"public key {path}: too large to be a PEM key")
     if b"PRIVATE KEY" in data:
         raise InputError(
             f"public key {path}: this file holds a private key; verify with the public key "
