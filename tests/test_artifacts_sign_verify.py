@@ -99,11 +99,22 @@ def test_shards_method_round_trips_and_names_the_changed_file(model_dir, keypair
         f.seek(200_000)
         f.write(b"X")
     result = _verify(model_dir, keypair[1])
-    failing = [f for f in result.findings if f.severity.value != "info"]
-    assert [f.rule_id for f in failing] == ["MLF-ART-001"]
-    assert "weights.safetensors:196608:262144" in failing[0].message
-    # the shards format cannot record an empty file: said, not silently passed over
-    assert [f.evidence["file"] for f in result.findings if f.severity.value == "info"] == ["empty.bin"]
+    assert _rules(result) == ["MLF-ART-001"]
+    assert "weights.safetensors:196608:262144" in result.findings[0].message
+
+
+def test_shards_method_records_empty_files_so_adding_removing_or_filling_one_is_caught(model_dir, keypair):
+    # model-signing's shards method has no shard for an empty file; mlfort records them in an extension field
+    result = _sign(model_dir, keypair[0], shard_size=65536)
+    assert result.manifest.serialization.empty_files == ("empty.bin",)
+    (model_dir / "__init__.py").write_bytes(b"")  # an empty file can turn a data directory into a package
+    (model_dir / "empty.bin").write_bytes(b"now with content")
+    result = _verify(model_dir, keypair[1])
+    assert sorted((f.rule_id, f.evidence["file"]) for f in result.findings) == [
+        ("MLF-ART-001", "empty.bin"), ("MLF-ART-002", "__init__.py")]
+    (model_dir / "empty.bin").unlink()
+    found = {(f.rule_id, f.evidence["file"]) for f in _verify(model_dir, keypair[1]).findings}
+    assert ("MLF-ART-003", "empty.bin") in found
 
 
 def test_resources_are_ordered_by_path_components_like_model_signing(model_dir, keypair):
@@ -240,7 +251,8 @@ def test_wrong_key_is_named_as_such(model_dir, keypair, other_keypair):
         (b"[]", "not a Sigstore bundle"),
         (b'{"mediaType": "application/x-evil"}', "mediaType"),
         (b'{"a": 1, "a": 2}', "duplicate JSON key"),
-        (b"[" * 100_000, "nests too deeply|not JSON"),
+        (b"[" * 100_000, "nests too deeply|not JSON|far more JSON objects"),
+        (b"[" * 200 + b"]" * 200, "nests too deeply|not a Sigstore bundle"),
         (b'{"mediaType": NaN}', "NaN"),
     ],
 )
@@ -396,7 +408,11 @@ def test_signed_ignore_path_hides_only_what_the_signer_chose(model_dir, keypair)
     _sign(model_dir, keypair[0], ignore_paths=("a",))
     (model_dir / "a" / "b").write_bytes(b"changed but ignored by the signer")
     (model_dir / "a-c").write_bytes(b"changed and covered")
-    assert _rules(_verify(model_dir, keypair[1])) == ["MLF-ART-001"]
+    result = _verify(model_dir, keypair[1])
+    assert sorted((f.rule_id, f.severity.value, f.evidence["file"]) for f in result.findings) == [
+        ("MLF-ART-001", "critical", "a-c"),
+        ("MLF-ART-010", "info", "a/b"),  # not checked, and the report says so
+    ]
 
 
 def test_verify_of_missing_path_is_an_input_error(tmp_path, keypair):

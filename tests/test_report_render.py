@@ -168,3 +168,13 @@ def test_json_writes_unknown_evidence_values_as_text() -> None:
     when = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     text = render([Finding("MLF-T-001", Severity.LOW, "x", "y", evidence={"at": when})], "json")
     assert json.loads(text)["findings"][0]["evidence"]["at"] == str(when)
+
+
+def test_preview_names_a_pem_block_without_showing_it_and_cuts_long_values():
+    from mlfort.report.redact import preview
+
+    pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBsecretsecretsecret\n-----END EC PRIVATE KEY-----\n"
+    shown = preview(pem)
+    assert "secret" not in shown and "ec private key" in shown
+    assert preview("x" * 100).startswith("'xxxxxxxx") and "(100 characters)" in preview("x" * 100)
+    assert preview("DE") == "'DE'"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +33,15 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MAX_SIGNATURE_BYTES = 512 * 1024 * 1024
 """A manifest of two million files is ~300 MB of JSON; anything larger is refused unread."""
 MAX_SIGNATURES = 16
+
+
+MAX_BUNDLE_CONTAINERS = 256
+BUNDLE_KEYS = frozenset({"mediaType", "verificationMaterial", "dsseEnvelope"})
+MATERIAL_KEYS = frozenset(
+    {"publicKey", "tlogEntries", "timestampVerificationData", "certificate", "x509CertificateChain"}
+)
+ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
+SIGNATURE_KEYS = frozenset({"sig", "keyid"})
 
 
 class SignatureError(ManifestError):
@@ -68,6 +79,13 @@ def strict_json(data: bytes, what: str) -> Any:
         raise SignatureError(f"malformed signature: {what} nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise SignatureError(f"malformed signature: {what} is not JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _only_keys(obj: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    """Unknown keys are refused: a signature file that is also something else (a polyglot) is not a signature."""
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise SignatureError(f"malformed signature: unexpected key {extra[0]!r} in {where}")
 
 
 def _b64(text: Any, what: str) -> bytes:
@@ -108,18 +126,27 @@ def encode_bundle(manifest: Manifest, key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def read_signature_file(path: Path) -> bytes:
-    """Read a signature file with a size bound; a missing file is a verification failure."""
+    """Read a signature file: never through a symlink (a symlinked model.sig could make verify skip the file it
+    points to), never blocking on a FIFO, bounded in size, sized on the open file (no check-then-open race)."""
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise SignatureError(f"no signature at {path} (sign first, or point --signature at it)") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SignatureError(f"signature {path} is a symlink; point --signature at the real file") from None
         raise SignatureError(f"cannot read signature {path}: {exc.strerror}") from None
-    if not path.is_file():
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
         raise SignatureError(f"signature {path} is not a regular file")
-    if size > MAX_SIGNATURE_BYTES:
-        raise SignatureError(f"signature {path} is {size} bytes, over the {MAX_SIGNATURE_BYTES} byte limit")
-    return path.read_bytes()
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > MAX_SIGNATURE_BYTES:
+            raise SignatureError(f"signature {path} is {st.st_size} bytes, over the {MAX_SIGNATURE_BYTES} byte limit")
+        data = f.read(MAX_SIGNATURE_BYTES + 1)
+    if len(data) > MAX_SIGNATURE_BYTES:
+        raise SignatureError(f"signature {path} grew past the {MAX_SIGNATURE_BYTES} byte limit while being read")
+    return data
 
 
 def decode_bundle(
@@ -130,15 +157,24 @@ def decode_bundle(
     keys = [key] if isinstance(key, ec.EllipticCurvePublicKey) else list(key)
     if not keys:
         raise SignatureError("no trusted public key to verify with (deny by default: name at least one signer)")
+    # A real bundle has a handful of objects around one base64 string (whose alphabet has no brackets). Counting
+    # brackets first keeps a hostile file of millions of tiny objects from costing gigabytes to parse before
+    # any signature is checked; the signed statement inside is parsed only after the signature verifies.
+    if data.count(b"{") + data.count(b"[") > MAX_BUNDLE_CONTAINERS:
+        raise SignatureError("malformed signature: far more JSON objects than a Sigstore bundle holds")
     bundle = strict_json(data, "the signature file")
     if not isinstance(bundle, dict):
         raise SignatureError("malformed signature: not a Sigstore bundle (top level is not an object)")
+    _only_keys(bundle, BUNDLE_KEYS, "the bundle")
     media_type = bundle.get("mediaType")
     if media_type not in BUNDLE_MEDIA_TYPES:
         raise SignatureError(f"malformed signature: unsupported bundle mediaType {media_type!r}")
     material = bundle.get("verificationMaterial")
     if not isinstance(material, dict):
         raise SignatureError("malformed signature: verificationMaterial is missing")
+    _only_keys(material, MATERIAL_KEYS, "verificationMaterial")
+    if not isinstance(material.get("tlogEntries", []), list):
+        raise SignatureError("malformed signature: verificationMaterial.tlogEntries must be a list")
     hint = None
     pk = material.get("publicKey")
     if pk is not None:
@@ -153,6 +189,7 @@ def decode_bundle(
     env = bundle.get("dsseEnvelope")
     if not isinstance(env, dict):
         raise SignatureError("malformed signature: the bundle has no dsseEnvelope")
+    _only_keys(env, ENVELOPE_KEYS, "dsseEnvelope")
     if env.get("payloadType") != PAYLOAD_TYPE:
         raise SignatureError(f"malformed signature: payloadType {env.get('payloadType')!r}, expected {PAYLOAD_TYPE!r}")
     payload = _b64(env.get("payload"), "dsseEnvelope.payload")
@@ -165,6 +202,7 @@ def decode_bundle(
     for i, s in enumerate(sigs):
         if not isinstance(s, dict):
             raise SignatureError(f"malformed signature: signatures[{i}] is not an object")
+        _only_keys(s, SIGNATURE_KEYS, f"signatures[{i}]")
         raw_sigs.append(_b64(s.get("sig"), f"signatures[{i}].sig"))
 
     message = pae(PAYLOAD_TYPE, payload)

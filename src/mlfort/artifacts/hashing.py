@@ -8,8 +8,10 @@ BLAKE3 (a tree hash, parallel inside one file) are the ways to use every core on
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,9 @@ READ_CHUNK = 4 * 1024 * 1024
 BLAKE3_PARALLEL_MIN = 64 * 1024 * 1024
 """Files at least this large are hashed by BLAKE3 on several threads at once."""
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO swapped in after the walk must not block the open
+
 Progress = Callable[[int], None]
 """Called with a count of bytes just hashed, from worker threads."""
 
@@ -33,10 +38,10 @@ class Task:
     """One unit of hashing: a whole file, or the byte range [start, end) of one for shards."""
 
     name: str
-    path: str
+    entry: FileEntry
+    """The file as the walk saw it; the open file must still be that file, of that size."""
     start: int
-    end: int | None
-    """None: to the end of the file (the `files` method hashes whatever is there when read)."""
+    end: int
     weight: int
 
 
@@ -50,9 +55,9 @@ def plan(entries: Iterable[FileEntry], method: str, shard_size: int | None) -> l
             # verify reports such files as not covered.
             for start in range(0, e.size, shard_size):
                 end = min(start + shard_size, e.size)
-                tasks.append(Task(f"{e.rel}:{start}:{end}", e.path, start, end, end - start))
+                tasks.append(Task(f"{e.rel}:{start}:{end}", e, start, end, end - start))
         else:
-            tasks.append(Task(e.rel, e.path, 0, None, e.size))
+            tasks.append(Task(e.rel, e, 0, e.size, e.size))
     tasks.sort(key=lambda t: t.weight, reverse=True)
     return tasks
 
@@ -83,28 +88,39 @@ def hash_tasks(
     def run(task: Task) -> tuple[str, str]:
         if local.buf is None:
             local.buf = bytearray(READ_CHUNK)
-        buf = local.buf
-        view = memoryview(buf)
+        view = memoryview(local.buf)
+        entry = task.entry
         h = _new_hasher(hash_type, task.weight)
         try:
-            with open(task.path, "rb", buffering=0) as f:
-                remaining = None if task.end is None else task.end - task.start
-                if task.start:
-                    f.seek(task.start)
-                while remaining is None or remaining > 0:
-                    want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                    n = f.readinto(view[:want])
-                    if not n:
-                        break
-                    h.update(view[:n])
-                    if remaining is not None:
-                        remaining -= n
-                    if progress is not None:
-                        progress(n)
-                if remaining:
-                    raise InputError(f"{task.name}: file shrank while it was being hashed")
+            # O_NOFOLLOW and the fstat below close the gap between the walk and the read: a file swapped for a
+            # symlink, or for another file, after the walk is refused instead of hashed.
+            fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
         except OSError as exc:
-            raise InputError(f"{task.name}: cannot read ({exc.strerror})") from None
+            if exc.errno == errno.ELOOP:
+                raise InputError(f"{entry.rel}: became a symlink while it was being checked") from None
+            raise InputError(f"{entry.rel}: cannot read ({exc.strerror})") from None
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode) or (entry.ino and (before.st_dev, before.st_ino) != (entry.dev,
+                                                                                                    entry.ino)):
+                raise InputError(f"{entry.rel}: replaced by another file while it was being checked")
+            if before.st_size != entry.size:
+                raise InputError(f"{entry.rel}: changed size while it was being checked ({entry.size} -> "
+                                 f"{before.st_size} bytes)")
+            if task.start:
+                f.seek(task.start)
+            remaining = task.end - task.start
+            while remaining > 0:
+                n = f.readinto(view[: min(READ_CHUNK, remaining)])
+                if not n:
+                    raise InputError(f"{entry.rel}: shrank while it was being hashed")
+                h.update(view[:n])
+                remaining -= n
+                if progress is not None:
+                    progress(n)
+            after = os.fstat(fd)
+            if after.st_size != entry.size or after.st_mtime_ns != before.st_mtime_ns:
+                raise InputError(f"{entry.rel}: changed while it was being hashed")
         return task.name, h.hexdigest()
 
     n_workers = workers or os.cpu_count() or 1

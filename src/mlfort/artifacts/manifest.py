@@ -27,6 +27,8 @@ HASH_ALIASES = {"blake2": "blake2b"}
 DEFAULT_IGNORE_PATHS = (".git", ".github", ".gitattributes", ".gitignore")
 """What model-signing leaves out by default; we do the same so either tool verifies the other's default."""
 
+EMPTY_FILES_KEY = "mlfort_empty_files"
+
 MAX_RESOURCES = 2_000_000
 """More entries than any real model repository has; a larger list is refused as hostile."""
 
@@ -60,6 +62,10 @@ class Serialization:
     """Relative POSIX paths left out of the manifest (a directory leaves out all below it)."""
     shard_size: int | None = None
     """Bytes per shard, for the `shards` method."""
+    empty_files: tuple[str, ...] = ()
+    """mlfort's extension for the `shards` method, which has no shard to record an empty file by: the empty
+    files of the tree, so that adding or removing one is caught. Recorded as `mlfort_empty_files`; verifiers
+    that do not know it (model-signing) ignore it."""
 
     @property
     def resource_algorithm(self) -> str:
@@ -75,6 +81,8 @@ class Serialization:
         out["allow_symlinks"] = self.allow_symlinks
         if self.ignore_paths:
             out["ignore_paths"] = list(self.ignore_paths)
+        if self.empty_files:
+            out[EMPTY_FILES_KEY] = list(self.empty_files)
         return out
 
 
@@ -87,18 +95,30 @@ class Resource:
     digest: str
     """Lower-case hex."""
 
-    def sort_key(self) -> tuple[tuple[str, ...], int, int]:
-        """model-signing orders resources by path components (not by string), then by shard offsets."""
-        path, start, end = split_shard_name(self.name)
-        return (tuple(path.split("/")), start, end)
+
+_SHARD_NAME = re.compile(r"(.*):([0-9]+):([0-9]+)", re.ASCII | re.DOTALL)
 
 
-def split_shard_name(name: str) -> tuple[str, int, int]:
-    """`path:start:end` -> (path, start, end); a plain path -> (path, 0, 0)."""
-    parts = name.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return parts[0], int(parts[1]), int(parts[2])
-    return name, 0, 0
+def split_shard_name(name: str) -> tuple[str, int, int] | None:
+    """`path:start:end` -> (path, start, end) with ASCII decimal offsets; anything else -> None."""
+    m = _SHARD_NAME.fullmatch(name)
+    return (m[1], int(m[2]), int(m[3])) if m else None
+
+
+def file_of(name: str, method: str) -> str:
+    """The file a resource belongs to: the name itself for `files` (which may well contain colons), the path
+    part of `path:start:end` for `shards`."""
+    if method == "shards":
+        parts = split_shard_name(name)
+        return parts[0] if parts else name
+    return name
+
+
+def sort_key(name: str, method: str) -> tuple[tuple[str, ...], int, int]:
+    """model-signing orders resources by path components (not by string), then by shard offsets."""
+    if method == "shards" and (parts := split_shard_name(name)) is not None:
+        return (tuple(parts[0].split("/")), parts[1], parts[2])
+    return (tuple(name.split("/")), 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +128,12 @@ class Manifest:
     model_name: str
     serialization: Serialization
     resources: tuple[Resource, ...]
-    """In canonical order (see Resource.sort_key)."""
+    """In canonical order (see sort_key)."""
 
     @classmethod
     def build(cls, model_name: str, serialization: Serialization, resources: Iterable[Resource]) -> Manifest:
-        return cls(model_name, serialization, tuple(sorted(resources, key=Resource.sort_key)))
+        method = serialization.method
+        return cls(model_name, serialization, tuple(sorted(resources, key=lambda r: sort_key(r.name, method))))
 
     def root_digest(self) -> str:
         """SHA-256 over the raw digests in manifest order: the in-toto subject digest."""
@@ -126,8 +147,9 @@ class Manifest:
         return {r.name: r.digest for r in self.resources}
 
     def file_names(self) -> set[str]:
-        """The file paths the manifest covers (shards folded into their file)."""
-        return {split_shard_name(r.name)[0] for r in self.resources}
+        """The file paths the manifest covers (shards folded into their file, recorded empty files included)."""
+        method = self.serialization.method
+        return {file_of(r.name, method) for r in self.resources} | set(self.serialization.empty_files)
 
     def to_statement(self) -> dict[str, Any]:
         """The in-toto Statement v1 (as a dict) that the DSSE envelope carries."""
@@ -156,28 +178,36 @@ def _expect_type(value: Any, typ: type, where: str) -> Any:
     return value
 
 
-def check_relative_path(name: str, where: str) -> None:
-    """Refuse any path a verifier could resolve outside the tree or two ways."""
+def unsafe_path_reason(name: str) -> str | None:
+    """Why `name` is not a safe, normalised relative POSIX path (None when it is). Signing and verifying share
+    this one rule, so mlfort never writes a signature it would refuse to read."""
     if name == ".":
-        return
-    _need(bool(name), f"{where}: empty path")
-    bad = {
-        "\x00" in name: "a NUL byte",
-        "\\" in name: "a backslash (paths in a manifest are POSIX)",
-        name.startswith("/"): "an absolute path",
-        bool(re.match(r"^[A-Za-z]:", name)): "a drive-letter path",
-    }
-    for hit, what in bad.items():
-        if hit:
-            raise ManifestError(f"unsafe path in signature: {where} {name!r} contains {what}")
+        return None
+    if not name:
+        return "is empty"
+    if "\x00" in name:
+        return "contains a NUL byte"
+    if "\\" in name:
+        return "contains a backslash (paths in a manifest are POSIX)"
+    if name.startswith("/"):
+        return "is an absolute path"
+    if re.match(r"[A-Za-z]:", name):
+        return "starts like a Windows drive path"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "contains a control character"
     for part in name.split("/"):
         if part in ("", ".", ".."):
-            raise ManifestError(
-                f"unsafe path in signature: {where} {name!r} is not a normalised relative path "
-                f"(component {part!r})"
-            )
-    if any(ord(c) < 0x20 for c in name):
-        raise ManifestError(f"unsafe path in signature: {where} {name!r} contains a control character")
+            return f"is not a normalised relative path (component {part!r})"
+    return None
+
+
+def check_relative_path(name: str, where: str) -> None:
+    """Refuse any path a verifier could resolve outside the tree or two ways."""
+    reason = unsafe_path_reason(name)
+    if reason == "is empty":
+        raise ManifestError(f"malformed signature: {where}: empty path")
+    if reason is not None:
+        raise ManifestError(f"unsafe path in signature: {where} {name!r} {reason}")
 
 
 def parse_statement(statement: Mapping[str, Any]) -> Manifest:
@@ -227,7 +257,18 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
             "serialization.shard_size must be a positive whole number of bytes",
         )
         shard_size = int(raw_size)
-    serialization = Serialization(method, hash_type, allow_symlinks, tuple(sorted(set(ignore))), shard_size)
+    empty_raw = ser.get(EMPTY_FILES_KEY, [])
+    _expect_type(empty_raw, list, f"serialization.{EMPTY_FILES_KEY}")
+    _need(method == "shards" or not empty_raw, f"serialization.{EMPTY_FILES_KEY} belongs to the shards method only")
+    _need(len(empty_raw) <= MAX_RESOURCES, f"more than {MAX_RESOURCES} empty files")
+    for i, p in enumerate(empty_raw):
+        _expect_type(p, str, f"serialization.{EMPTY_FILES_KEY}[{i}]")
+        check_relative_path(p, "empty file")
+    if len(set(empty_raw)) != len(empty_raw):
+        raise ManifestError("duplicate entry in signature: an empty file is listed more than once")
+    serialization = Serialization(
+        method, hash_type, allow_symlinks, tuple(sorted(set(ignore))), shard_size, tuple(sorted(empty_raw))
+    )
 
     resources_raw = _expect_type(predicate.get("resources"), list, "predicate.resources")
     _need(len(resources_raw) <= MAX_RESOURCES, f"more than {MAX_RESOURCES} resources")
@@ -250,9 +291,14 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
         _need(
             len(value) == digest_len and bool(_HEX.fullmatch(value)), f"{where}.digest is not a {hash_type} hex digest"
         )
-        path, start, end = split_shard_name(name) if method == "shards" else (name, 0, 0)
+        path = name
         if method == "shards":
-            _need(name != path and end > start, f"{where}.name {name!r} is not a shard name path:start:end")
+            parts = split_shard_name(name)
+            _need(
+                parts is not None and parts[2] > parts[1], f"{where}.name {name!r} is not a shard name path:start:end"
+            )
+            assert parts is not None
+            path = parts[0]
         check_relative_path(path, f"{where}.name")
         if name in seen:
             raise ManifestError(f"duplicate entry in signature: {name!r} is listed more than once")
@@ -261,6 +307,11 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
         resources.append(Resource(name, value))
     if method == "files" and "." in seen and len(seen) > 1:
         raise ManifestError("malformed signature: a single-file manifest ('.') cannot list other files")
+    if not resources and not serialization.empty_files:
+        raise ManifestError("malformed signature: it covers no file at all, so it would vouch for any tree")
+    clash = {file_of(n, method) for n in seen} & set(serialization.empty_files)
+    if clash:
+        raise ManifestError(f"duplicate entry in signature: {sorted(clash)[0]!r} is listed as empty and with content")
     if h.hexdigest() != root:
         raise ManifestError(
             "malformed signature: the subject digest does not match the listed resources "

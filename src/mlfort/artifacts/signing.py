@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,10 +25,10 @@ from mlfort.artifacts.manifest import (
     ManifestError,
     Resource,
     Serialization,
-    check_relative_path,
-    split_shard_name,
+    file_of,
+    unsafe_path_reason,
 )
-from mlfort.artifacts.tree import FileEntry, TreeError, walk
+from mlfort.artifacts.tree import FileEntry, TreeError, files_under, walk
 from mlfort.errors import InputError
 from mlfort.report import Finding, Severity
 
@@ -43,22 +42,37 @@ def _model_name(path: Path) -> str:
     return path.name or os.path.basename(os.path.realpath(path))
 
 
+def signature_rel(root: Path, signature: Path) -> str | None:
+    """The signature's path relative to the tree when it lies inside it, judged on the path as written (never
+    resolved: resolving a symlinked `model.sig` would ignore whatever file it points to)."""
+    if not root.is_dir():
+        return None
+    rel = os.path.relpath(os.path.abspath(signature), os.path.abspath(root))
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        return None
+    return Path(rel).as_posix()
+
+
 def _ignored(root: Path, signature: Path, extra: tuple[str, ...], git: bool) -> tuple[str, ...]:
     """Relative ignore paths: the user's, git's (as model-signing does), and the signature if it is inside."""
     out = set(DEFAULT_IGNORE_PATHS) if git else set()
     for p in extra:
-        rel = Path(p)
-        if rel.is_absolute():
-            try:
-                rel = rel.resolve().relative_to(root.resolve())
-            except ValueError:
+        given = p
+        if os.path.isabs(p):
+            rel = os.path.relpath(os.path.abspath(p), os.path.abspath(root))
+            if rel == ".." or rel.startswith("../"):
                 continue  # outside the tree: nothing to ignore
-        posix = rel.as_posix()
-        check_relative_path(posix, "--ignore-paths")
+            p = rel
+        posix = Path(p).as_posix() if p else ""
+        if posix in ("", "."):
+            raise InputError(f"--ignore-paths {given!r} would leave out the whole tree; nothing would be signed")
+        reason = unsafe_path_reason(posix)
+        if reason is not None:
+            raise InputError(f"--ignore-paths {given!r} {reason}; give a path relative to {root}")
         out.add(posix)
-    if root.is_dir():
-        with contextlib.suppress(ValueError):  # a signature outside the tree needs no ignoring
-            out.add(signature.resolve().relative_to(root.resolve()).as_posix())
+    sig = signature_rel(root, signature)
+    if sig is not None:
+        out.add(sig)
     return tuple(sorted(out))
 
 
@@ -94,14 +108,17 @@ def sign_artifact(
     sig_path = signature or default_signature_path(path)
     ignore = _ignored(path, sig_path, ignore_paths, ignore_git_paths)
     entries = walk(path, allow_symlinks=allow_symlinks, ignore=ignore)
+    if not entries:
+        raise InputError(f"{path}: no files to sign (a signature over nothing would vouch for any tree)")
     method = "shards" if shard_size else "files"
     if shard_size is not None and shard_size <= 0:
         raise InputError("--shard-size must be a positive number of bytes")
+    empty = tuple(sorted(e.rel for e in entries if e.size == 0)) if method == "shards" else ()
     total = sum(e.size for e in entries)
     if on_plan is not None:
         on_plan(total)
     digests = hash_tasks(plan(entries, method, shard_size), hash_type, workers=workers, progress=progress)
-    serialization = Serialization(method, hash_type, allow_symlinks, ignore, shard_size)
+    serialization = Serialization(method, hash_type, allow_symlinks, ignore, shard_size, empty)
     manifest = Manifest.build(_model_name(path), serialization, (Resource(n, d) for n, d in digests.items()))
     write_atomic(sig_path, encode_bundle(manifest, key))
     return SignResult(sig_path, manifest, len(entries), total, time.perf_counter() - t0)
@@ -185,14 +202,14 @@ def verify_artifact(
             signature=str(sig_path),
         )
     single = path.is_file() or (path.is_symlink() and not path.is_dir())
-    if (expected.file_names() == {"."}) != single and expected.resources:
+    if (expected.file_names() == {"."}) != single:
         kind = "a single file" if single else "a directory"
         return failed("MLF-ART-004", f"signature is for a different kind of artifact: {path} is {kind}")
 
     ignore = set(ser.ignore_paths)
-    if path.is_dir():
-        with contextlib.suppress(ValueError):
-            ignore.add(sig_path.resolve().relative_to(path.resolve()).as_posix())
+    sig_rel = signature_rel(path, sig_path)
+    if sig_rel is not None:
+        ignore.add(sig_rel)
     try:
         entries = walk(path, allow_symlinks=ser.allow_symlinks, ignore=tuple(sorted(ignore)))
     except TreeError as exc:
@@ -207,10 +224,7 @@ def verify_artifact(
     present = {e.rel: e for e in entries}
     findings: list[Finding] = []
     for rel in sorted(set(present) - signed_files):
-        if ser.method == "shards" and present[rel].size == 0:
-            findings.append(Finding("MLF-ART-002", Severity.INFO, where(rel), f"{rel}: empty file, which the shards "
-                                    "method cannot record (its presence is not verified)", evidence={"file": rel}))
-        elif allow_unsigned_files:
+        if allow_unsigned_files:
             findings.append(Finding("MLF-ART-002", Severity.INFO, where(rel), f"{rel}: not covered by the signature "
                                     "(allowed by --allow-unsigned-files)", evidence={"file": rel}))
         else:
@@ -220,7 +234,20 @@ def verify_artifact(
     for rel in sorted(signed_files - set(present)):
         findings.append(_finding("MLF-ART-003", where(rel), f"{rel}: file removed since signing", file=rel))
 
-    to_hash: list[FileEntry] = [present[r] for r in sorted(signed_files & set(present))]
+    # What the signer chose to ignore is not checked; say so, naming each file a loader might still read.
+    for ignored in sorted(set(ser.ignore_paths) - set(DEFAULT_IGNORE_PATHS) - {sig_rel}):
+        for rel in files_under(path, ignored):
+            findings.append(Finding("MLF-ART-010", Severity.INFO, where(rel), f"{rel}: not checked: the signer "
+                                    f"excluded {ignored!r} (ignore_paths); make sure nothing loads it",
+                                    evidence={"file": rel, "ignore_path": ignored}))
+
+    empty_signed = set(ser.empty_files)
+    for rel in sorted(empty_signed & set(present)):
+        if present[rel].size != 0:
+            findings.append(_finding("MLF-ART-001", where(rel), f"{rel}: content changed since signing (it was "
+                                     f"empty, now {present[rel].size} bytes)", file=rel, expected_size=0,
+                                     actual_size=present[rel].size))
+    to_hash: list[FileEntry] = [present[r] for r in sorted((signed_files - empty_signed) & set(present))]
     total = sum(e.size for e in to_hash)
     if on_plan is not None:
         on_plan(total)
@@ -232,7 +259,7 @@ def verify_artifact(
     want = expected.digests()
     by_file: dict[str, list[str]] = {}
     for name in sorted(set(want) | set(actual)):
-        rel = split_shard_name(name)[0] if ser.method == "shards" else name
+        rel = file_of(name, ser.method)
         if rel not in present:
             continue
         if want.get(name) != actual.get(name):

@@ -30,6 +30,7 @@ from mlfort.policy.source import (
     parse_policy_text,
     read_policy_bytes,
 )
+from mlfort.report.redact import preview
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +182,7 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, int | float):
         return f"the number {value}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "...'"
+    return preview(str(value), 60)
 
 
 def _allowed_keys(loc: Path_) -> list[str]:

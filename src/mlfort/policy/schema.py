@@ -19,6 +19,8 @@ from pydantic import (
     WrapSerializer,
 )
 
+from mlfort.report.redact import preview
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -57,14 +59,14 @@ def _name(value: str) -> str:
     if not _NAME.fullmatch(value):
         raise ValueError(
             f"expected a name of letters, digits, '.', '_' or '-' (up to 64, starting with a letter or digit); "
-            f"got {value!r}"
+            f"got {preview(str(value))}"
         )
     return value
 
 
 def _jurisdiction(value: str) -> str:
     if not _JURISDICTION.fullmatch(value):
-        raise ValueError(f"expected an upper-case ISO 3166 code such as EU, DE, US or US-CA; got {value!r}")
+        raise ValueError(f"expected an upper-case ISO 3166 code such as EU, DE, US or US-CA; got {preview(str(value))}")
     return value
 
 
@@ -75,18 +77,20 @@ def _storage_location(value: str) -> str:
         or bool(_S3.fullmatch(value))
     )
     if not ok or "\n" in value or "\x00" in value:
-        raise ValueError(f"expected file:///path, /absolute/path or s3://bucket/prefix; got {value!r}")
+        raise ValueError(f"expected file:///path, /absolute/path or s3://bucket/prefix; got {preview(str(value))}")
     return value
 
 
 def _permission(value: str) -> str:
     kind, sep, verb = value.partition(":")
     if not sep:
-        raise ValueError(f"expected <kind>:<verb> such as dataset:read; got {value!r}")
+        raise ValueError(f"expected <kind>:<verb> such as dataset:read; got {preview(str(value))}")
     if kind not in RESOURCE_KINDS:
-        raise ValueError(f"unknown resource kind {kind!r} in {value!r}; expected one of {', '.join(RESOURCE_KINDS)}")
+        raise ValueError(
+            f"unknown resource kind {kind!r} in {preview(str(value))}; expected one of {', '.join(RESOURCE_KINDS)}"
+        )
     if verb != WILDCARD and verb not in VERBS:
-        raise ValueError(f"unknown verb {verb!r} in {value!r}; expected one of {', '.join(VERBS)} (or *)")
+        raise ValueError(f"unknown verb {verb!r} in {preview(str(value))}; expected one of {', '.join(VERBS)} (or *)")
     return value
 
 
@@ -97,7 +101,7 @@ def _signer(value: str) -> str:
             raise ValueError("expected a PEM public key (BEGIN ... END PUBLIC KEY), never a private key")
         return value
     if not text or "\n" in text or "\x00" in text:
-        raise ValueError(f"expected a public key file path or a PEM public key; got {value[:40]!r}")
+        raise ValueError(f"expected a public key file path or a PEM public key; got {preview(value)}")
     return value
 
 
@@ -110,7 +114,7 @@ def _nonempty(value: str) -> str:
 def _exactly_one(value: Any) -> Any:
     # Literal[1] alone would take `true` (True == 1) and 1.0; the version must be the integer 1.
     if type(value) is not int or value != 1:
-        raise ValueError(f"expected version: 1 (the only schema version so far); got {value!r}")
+        raise ValueError(f"expected version: 1 (the only schema version so far); got {preview(str(value))}")
     return value
 
 

@@ -24,6 +24,7 @@ from mlfort.policy.issues import (
     YAML_UNSUPPORTED,
     PolicyIssue,
 )
+from mlfort.report.redact import preview
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 """A policy is a few kilobytes; 5 MiB leaves room for inline PEM keys and still refuses junk before reading it."""
@@ -243,7 +244,7 @@ def _node_kind(node: Node) -> str:
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
-    return f"the scalar {node.value!r}"
+    return f"the scalar {preview(str(node.value))}"
 
 
 def _show_tag(tag: str) -> str:
@@ -350,7 +351,7 @@ class _Converter:
             return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
         except (ValueError, yaml.YAMLError) as exc:
             # e.g. an integer with more digits than Python converts (a cheap CPU exhaustion attempt).
-            self.issue(YAML_UNSUPPORTED, f"cannot read value {node.value[:40]!r}: {exc}", node, path)
+            self.issue(YAML_UNSUPPORTED, f"cannot read value {preview(str(node.value))}: {exc}", node, path)
             return None
 
 
