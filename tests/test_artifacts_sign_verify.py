@@ -449,3 +449,15 @@ def test_an_empty_list_of_trusted_keys_trusts_nothing(model_dir, keypair):
     result = verify_artifact(model_dir, [])
     assert _rules(result) == ["MLF-ART-004"]
     assert "deny by default" in result.findings[0].message
+
+
+def test_every_rule_verify_can_report_is_registered_for_sarif():
+    import re
+
+    from mlfort.artifacts import rules
+    from mlfort.report import rule
+
+    source = (Path(rules.__file__).parent / "signing.py").read_text()
+    used = set(re.findall(r'"(MLF-ART-\d{3})"', source))
+    assert used <= set(rules.RULES)
+    assert all(rule(r) is not None for r in used)

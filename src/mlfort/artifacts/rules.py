@@ -39,6 +39,9 @@ RULES: dict[str, Rule] = {
         Rule("MLF-ART-009", "File cannot be checked",
              "A file is unreadable or is not a regular file (FIFO, socket, device). Remove it or fix its "
              "permissions, then verify again.", Severity.HIGH, _REFS),
+        Rule("MLF-ART-010", "File excluded by the signer",
+             "The signature's ignore_paths leave this file unchecked. Make sure no loader reads it, or re-sign "
+             "without the exclusion.", Severity.INFO, _REFS),
     )
 }
 register_rules(*RULES.values())
