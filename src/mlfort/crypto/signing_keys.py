@@ -71,6 +71,12 @@ def _read_key_file(path: Path, what: str) -> bytes:
         raise InputError(f"{what} {path}: cannot read ({exc.strerror})") from None
 
 
+def _kind(key: object) -> str:
+    """'an RSA', 'an Ed25519', ... for messages."""
+    name = type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey") or "unknown"
+    return ("an " if name[0] in "AEIOUFHLMNRSX" else "a ") + name  # an RSA, an Ed25519, a DSA
+
+
 def load_private_key(path: Path, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
     """Load an EC private key from PEM (PKCS#8 or SEC1 'EC PRIVATE KEY', as `openssl ecparam -genkey` writes)."""
     data = _read_key_file(path, "private key")
@@ -92,7 +98,7 @@ def load_private_key(path: Path, password: bytes | None = None) -> ec.EllipticCu
         raise InputError(f"private key {path}: {reason} ({exc.__class__.__name__})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InputError(
-            f"private key {path}: a {type(key).__name__.removeprefix('_')} key; mlfort signs with elliptic-curve "
+            f"private key {path}: {_kind(key)} key; mlfort signs with elliptic-curve "
             "keys (P-256 recommended), as the OpenSSF model-signing format does"
         )
     ecdsa_for(key)  # refuse unsupported curves up front
