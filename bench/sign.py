@@ -116,8 +116,10 @@ def main() -> None:
                                                "--signature", str(keys / "mlfort.sig")],
             "mlfort artifacts sign (blake3)": [str(mlfort), "artifacts", "sign", str(model), "--key", str(key),
                                                "--signature", str(sig), "--hash", "blake3"],
-            "mlfort start-up only (1 small file)": [str(mlfort), "artifacts", "sign", str(keys / "signing.pub"),
-                                                    "--key", str(key), "--signature", str(sig)],
+            "model_signing start-up (1 small file)": [str(model_signing), "sign", "key", str(keys / "signing.pub"),
+                                                      "--private_key", str(key), "--signature", str(sig)],
+            "mlfort start-up (1 small file)": [str(mlfort), "artifacts", "sign", str(keys / "signing.pub"),
+                                               "--key", str(key), "--signature", str(sig)],
         }
         warm(model)
         results: dict[str, list[tuple[float, int]]] = {name: [] for name in cmds}
@@ -149,7 +151,9 @@ def main() -> None:
           f"{total / file_limit / 1e9:6.2f}")
     ms, ml, mb = (med["model_signing sign key (sha256)"], med["mlfort artifacts sign (sha256)"],
                   med["mlfort artifacts sign (blake3)"])
-    print(f"speed-up over model_signing: sha256 {ms / ml:.2f}x, blake3 {ms / mb:.2f}x (target 2x)")
+    best_possible = ms / mem_limit
+    print(f"speed-up over model_signing: sha256 {ms / ml:.2f}x, blake3 {ms / mb:.2f}x (target 2x); "
+          f"a zero-start-up SHA-256 signer at the in-memory limit would be {best_possible:.2f}x")
     print(f"mlfort sha256 vs the SHA-256 limit: {ml / mem_limit:.2f}x in-memory limit, "
           f"{ml / file_limit:.2f}x file limit (target <= 1.25x)")
     print(f"peak RSS mlfort sha256: {rss['mlfort artifacts sign (sha256)']:.1f} MB (target < 100 MB)")
