@@ -111,7 +111,7 @@ class SignedManifest:
 
 def encode_bundle(manifest: Manifest, key: ec.EllipticCurvePrivateKey) -> bytes:
     """Sign the manifest and return the bundle's JSON bytes."""
-    payload = json.dumps(manifest.to_statement(), indent=2, ensure_ascii=False).encode("utf-8")
+    payload = manifest.statement_json()
     sig = key.sign(pae(PAYLOAD_TYPE, payload), ecdsa_for(key))
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPES[0],

@@ -14,7 +14,6 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mlfort.artifacts.tree import FileEntry
@@ -75,56 +74,82 @@ def _new_hasher(hash_type: str, size_hint: int):
     raise InputError(f"unsupported hash {hash_type!r}")
 
 
-class _Worker(threading.local):
-    buf: bytearray | None = None
-
-
 def hash_tasks(
     tasks: list[Task], hash_type: str, *, workers: int | None = None, progress: Progress | None = None
 ) -> dict[str, str]:
-    """Hash every task; return name -> hex digest. Raises InputError naming a file that cannot be read."""
-    local = _Worker()
+    """Hash every task; return name -> hex digest. Raises InputError naming a file that cannot be read.
 
-    def run(task: Task) -> tuple[str, str]:
-        if local.buf is None:
-            local.buf = bytearray(READ_CHUNK)
-        view = memoryview(local.buf)
-        entry = task.entry
-        h = _new_hasher(hash_type, task.weight)
-        try:
-            # O_NOFOLLOW and the fstat below close the gap between the walk and the read: a file swapped for a
-            # symlink, or for another file, after the walk is refused instead of hashed.
-            fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InputError(f"{entry.rel}: became a symlink while it was being checked") from None
-            raise InputError(f"{entry.rel}: cannot read ({exc.strerror})") from None
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode) or (entry.ino and (before.st_dev, before.st_ino) != (entry.dev,
-                                                                                                    entry.ino)):
-                raise InputError(f"{entry.rel}: replaced by another file while it was being checked")
-            if before.st_size != entry.size:
-                raise InputError(f"{entry.rel}: changed size while it was being checked ({entry.size} -> "
-                                 f"{before.st_size} bytes)")
-            if task.start:
-                f.seek(task.start)
-            remaining = task.end - task.start
-            while remaining > 0:
-                n = f.readinto(view[: min(READ_CHUNK, remaining)])
-                if not n:
-                    raise InputError(f"{entry.rel}: shrank while it was being hashed")
-                h.update(view[:n])
-                remaining -= n
-                if progress is not None:
-                    progress(n)
-            after = os.fstat(fd)
-            if after.st_size != entry.size or after.st_mtime_ns != before.st_mtime_ns:
-                raise InputError(f"{entry.rel}: changed while it was being hashed")
-        return task.name, h.hexdigest()
+    Workers pull tasks from one shared iterator (no future per task: a million-file dataset must not cost a
+    million futures), each with its own reusable buffer.
+    """
+    results: dict[str, str] = {}
+    errors: list[BaseException] = []
+    pending = iter(tasks)
+    lock = threading.Lock()
 
-    n_workers = workers or os.cpu_count() or 1
-    if n_workers == 1 or len(tasks) <= 1:
-        return dict(map(run, tasks))
-    with ThreadPoolExecutor(max_workers=min(n_workers, len(tasks)), thread_name_prefix="mlfort-hash") as pool:
-        return dict(pool.map(run, tasks))
+    def work() -> None:
+        buf = bytearray(READ_CHUNK)
+        view = memoryview(buf)
+        while not errors:
+            with lock:
+                task = next(pending, None)
+            if task is None:
+                return
+            try:
+                results[task.name] = _hash_one(task, hash_type, view, progress)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread and re-raised there
+                errors.append(exc)
+                return
+
+    n_workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
+    if n_workers == 1:
+        work()
+    else:
+        threads = [threading.Thread(target=work, name=f"mlfort-hash-{i}", daemon=True) for i in range(n_workers)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _hash_one(task: Task, hash_type: str, view: memoryview, progress: Progress | None) -> str:
+    entry = task.entry
+    h = _new_hasher(hash_type, task.weight)
+    try:
+        # O_NOFOLLOW and the fstat checks close the gap between the walk and the read: a file swapped for a
+        # symlink, or for another file, after the walk is refused instead of hashed.
+        fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{entry.rel}: became a symlink while it was being checked") from None
+        raise InputError(f"{entry.rel}: cannot read ({exc.strerror})") from None
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode) or (entry.ino and (before.st_dev, before.st_ino) != (entry.dev,
+                                                                                                entry.ino)):
+            raise InputError(f"{entry.rel}: replaced by another file while it was being checked")
+        if before.st_size != entry.size:
+            raise InputError(f"{entry.rel}: changed size while it was being checked ({entry.size} -> "
+                             f"{before.st_size} bytes)")
+        if task.start:
+            os.lseek(fd, task.start, os.SEEK_SET)
+        remaining = task.end - task.start
+        while remaining > 0:
+            n = os.readv(fd, [view[: min(READ_CHUNK, remaining)]])
+            if not n:
+                raise InputError(f"{entry.rel}: shrank while it was being hashed")
+            h.update(view[:n])
+            remaining -= n
+            if progress is not None:
+                progress(n)
+        after = os.fstat(fd)
+        if after.st_size != entry.size or after.st_mtime_ns != before.st_mtime_ns:
+            raise InputError(f"{entry.rel}: changed while it was being hashed")
+    except OSError as exc:
+        raise InputError(f"{entry.rel}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    return h.hexdigest()

@@ -8,6 +8,7 @@ two ways (duplicate names, `..`, absolute paths, unknown hash types, mixed algor
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ class Manifest:
         return {file_of(r.name, method) for r in self.resources} | set(self.serialization.empty_files)
 
     def to_statement(self) -> dict[str, Any]:
-        """The in-toto Statement v1 (as a dict) that the DSSE envelope carries."""
+        """The in-toto Statement v1 (as a dict) that the DSSE envelope carries (see statement_json)."""
         algorithm = self.serialization.resource_algorithm
         return {
             "_type": STATEMENT_TYPE,
@@ -165,6 +166,19 @@ class Manifest:
                 ],
             },
         }
+
+    def statement_json(self) -> bytes:
+        """The statement as compact UTF-8 JSON, written resource by resource: a million-file manifest never
+        exists as a million dicts at once."""
+        head = self.to_statement()
+        head["predicate"]["resources"] = []
+        prefix, _, suffix = json.dumps(head, ensure_ascii=False, separators=(",", ":")).rpartition('"resources":[]')
+        algorithm = json.dumps(self.serialization.resource_algorithm)
+        body = ",".join(
+            f'{{"digest":"{r.digest}","algorithm":{algorithm},"name":{json.dumps(r.name, ensure_ascii=False)}}}'
+            for r in self.resources
+        )
+        return f'{prefix}"resources":[{body}]{suffix}'.encode()
 
 
 def _need(cond: bool, message: str) -> None:
