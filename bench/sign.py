@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -27,6 +28,19 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 
+def make_many(root: Path, files: int, kib: int) -> None:
+    """A dataset-shaped tree: many small files in 100 directories, reused across runs."""
+    marker = root / f".made-{files}-{kib}"
+    if marker.exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    for i in range(files):
+        d = root / f"part-{i % 100:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"rec-{i:07d}.json").write_bytes(os.urandom(kib * 1024))
+    marker.touch()
+
+
 def make_tree(root: Path, files: int, mib: int) -> None:
     """Random content (incompressible, nothing to dedupe), reused across runs when already the right size."""
     root.mkdir(parents=True, exist_ok=True)
@@ -39,33 +53,57 @@ def make_tree(root: Path, files: int, mib: int) -> None:
                 f.write(os.urandom(1 << 20))
 
 
-def warm(root: Path) -> None:
+def warm(files: list[Path]) -> None:
     buf = bytearray(8 << 20)
-    for p in sorted(root.iterdir()):
+    for p in files:
         with p.open("rb", buffering=0) as f:
             while f.readinto(buf):
                 pass
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
+# Contenders are started by a small runner process, not by this one: a child's peak RSS (ru_maxrss from wait4)
+# includes the memory of the process it was forked from, and this one holds file lists and hashing buffers.
+_RUNNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    cmd = json.loads(line)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err}")
-    return wall, usage.ru_maxrss
+    print(json.dumps({"wall": wall, "maxrss_kib": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode(status),
+                      "err": err[-2000:]}), flush=True)
+"""
 
 
-def hashlib_limit(root: Path, workers: int) -> tuple[float, float]:
+class Runner:
+    """Runs one command at a time in a fresh process and reports its wall time and peak RSS."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, cmd: list[str]) -> tuple[float, int]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        out = json.loads(self.proc.stdout.readline())
+        if out["rc"] != 0:
+            raise SystemExit(f"{cmd[0]} failed ({out['rc']}): {out['err']}")
+        return out["wall"], out["maxrss_kib"]
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def hashlib_limit(files: list[Path], workers: int) -> tuple[float, float]:
     """(in-memory compute limit, file-reading limit) for SHA-256 on `workers` threads, in seconds."""
-    files = sorted(root.iterdir())
     total = sum(p.stat().st_size for p in files)
-    chunk = bytes(64 << 20)
     per_worker = total // workers
+    chunk = bytes(max(1, min(64 << 20, per_worker)))
 
     def compute(_: int) -> None:
         h = hashlib.sha256()
@@ -94,15 +132,24 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--many", type=int, default=0, metavar="N",
+                    help="instead of large files, a dataset of N small files of --kib KiB each")
+    ap.add_argument("--kib", type=int, default=2)
     args = ap.parse_args()
+    runner = Runner()  # first, while this process is still small
 
     mlfort, model_signing = BIN / "mlfort", BIN / "model_signing"
     for exe in (mlfort, model_signing):
         if not exe.exists():
             raise SystemExit(f"{exe} not found: pip install -e '.[test]' in this venv first")
-    model = args.dir / "model"
-    make_tree(model, args.files, args.mib)
-    total = sum(p.stat().st_size for p in model.iterdir())
+    if args.many:
+        model = args.dir / "many"
+        make_many(model, args.many, args.kib)
+    else:
+        model = args.dir / "model"
+        make_tree(model, args.files, args.mib)
+    files = [p for p in model.rglob("*") if p.is_file() and not p.name.startswith(".made-")]
+    total = sum(p.stat().st_size for p in files)
     keys = Path(tempfile.mkdtemp(prefix="mlfort-bench-"))
     try:
         subprocess.run([str(mlfort), "keys", "create-signing", "--out", str(keys)], check=True,
@@ -121,17 +168,18 @@ def main() -> None:
             "mlfort start-up (1 small file)": [str(mlfort), "artifacts", "sign", str(keys / "signing.pub"),
                                                "--key", str(key), "--signature", str(sig)],
         }
-        warm(model)
+        warm(files)
         results: dict[str, list[tuple[float, int]]] = {name: [] for name in cmds}
         limits: list[tuple[float, float]] = []
         for _ in range(args.rounds):  # interleaved, so drift in machine load hits every contender alike
             for name, cmd in cmds.items():
-                results[name].append(run(cmd))
-            limits.append(hashlib_limit(model, args.workers))
+                results[name].append(runner.run(cmd))
+            limits.append(hashlib_limit(files, args.workers))
         for made in ("ms.sig", "mlfort.sig"):  # both signatures must verify, or the timings mean nothing
             subprocess.run([str(mlfort), "artifacts", "verify", str(model), "--key", str(keys / "signing.pub"),
                             "--signature", str(keys / made), "--format", "json"], check=True, stdout=subprocess.DEVNULL)
     finally:
+        runner.close()
         shutil.rmtree(keys, ignore_errors=True)
 
     med = {name: statistics.median(w for w, _ in r) for name, r in results.items()}
@@ -139,8 +187,9 @@ def main() -> None:
     mem_limit = statistics.median(m for m, _ in limits)
     file_limit = statistics.median(f for _, f in limits)
     gib = total / (1 << 30)
+    shape = f"{args.many} x {args.kib} KiB" if args.many else f"{args.files} x {args.mib} MiB"
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"tree: {args.files} x {args.mib} MiB = {gib:.2f} GiB, warm page cache; median of {args.rounds} rounds")
+          f"tree: {shape} = {gib:.2f} GiB, warm page cache; median of {args.rounds} rounds")
     print(f"{'contender':40} {'wall s':>8} {'GB/s':>6} {'peak RSS MB':>12}")
     for name in cmds:
         rate = "" if "start-up" in name else f"{total / med[name] / 1e9:6.2f}"
