@@ -15,7 +15,8 @@ def byte_progress(description: str, *, enabled: bool | None = None) -> Iterator[
                                                                                      Callable[[int], None]]]:
     """Yield (on_plan, advance): call on_plan(total_bytes) once, then advance(n) from any thread.
 
-    Draws on stderr when it is a terminal and the total is large; otherwise both are cheap no-ops.
+    Draws on stderr when it is a terminal (or `enabled` forces it) and the total is large; otherwise both are
+    cheap no-ops.
     """
     show = sys.stderr.isatty() if enabled is None else enabled
     state: dict[str, object] = {}
@@ -36,7 +37,7 @@ def byte_progress(description: str, *, enabled: bool | None = None) -> Iterator[
 
         bar = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True,
+            TimeRemainingColumn(), console=Console(file=sys.stderr, force_terminal=enabled or None), transient=True,
         )
         bar.start()
         state["bar"] = bar
