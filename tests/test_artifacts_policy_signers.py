@@ -62,6 +62,6 @@ def test_an_artifact_with_no_signers_can_never_verify(tmp_path, model_dir, keypa
 def test_unknown_artifact_name_and_missing_key_source_are_usage_errors(tmp_path, model_dir, keypair):
     policy = _policy(tmp_path, "[]")
     unknown = run_cli("artifacts", "verify", str(model_dir), "--policy", policy, "--artifact", "nope")
-    assert unknown.returncode == 2 and "no dataset or model named 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "no dataset or model 'nope'" in unknown.stderr
     nokey = run_cli("artifacts", "verify", str(model_dir))
     assert nokey.returncode == 2 and "--key" in nokey.stderr

@@ -23,8 +23,9 @@ def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
     assert caught["file"] == "model.joblib" and caught["rule_id"] == "MLF-ART-001"
     text = console.export_text()
     assert "FAILED as it must" in text and "model.joblib" in text
-    key = tmp_path / "work" / ".mlfort" / "keys" / "signing.key"
-    assert key.stat().st_mode & 0o777 == 0o600
+    for name in ("data-steward", "release"):  # the signers the example policy names
+        assert (tmp_path / "work" / "keys" / f"{name}.key").stat().st_mode & 0o777 == 0o600
+    assert "each artifact trusts only its own signers" in text
     assert "PRIVATE KEY" not in text
 
 

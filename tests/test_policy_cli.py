@@ -22,11 +22,27 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_validate_valid_policy_exits_0_with_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlfort.crypto.signing_keys import create_signing_keypair
+
     path = tmp_path / "mlfort.yaml"
     path.write_text(example_policy_text(), encoding="utf-8")
+    for name in ("data-steward", "release"):  # the signer keys the example names, beside it
+        create_signing_keypair(tmp_path / "keys", name=name)
     code, out, err = run(["policy", "validate", str(path)], capsys)
-    assert code == 0, err
+    assert code == 0, out + err
     assert "valid: 2 environments, 5 roles, 3 human groups, 2 workloads, 2 datasets, 1 model, 3 keyrings" in out
+
+
+def test_validate_warns_about_missing_signer_key_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mlfort.yaml"
+    path.write_text(example_policy_text(), encoding="utf-8")
+    code, out, _ = run(["policy", "validate", str(path), "--format", "json"], capsys)
+    assert code == 1
+    report = json.loads(out)
+    assert {(f["rule_id"], f["severity"]) for f in report["findings"]} == {("MLF-POL-012", "medium")}
+    assert any("keys/release.pub" in f["message"] for f in report["findings"])
+    code, _, _ = run(["policy", "validate", str(path), "--fail-on", "high"], capsys)
+    assert code == 0  # a warning: the policy itself is valid
 
 
 def test_validate_broken_policy_exits_1_with_positioned_findings(capsys: pytest.CaptureFixture[str]) -> None:

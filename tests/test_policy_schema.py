@@ -208,10 +208,27 @@ def test_signers_refuse_private_keys() -> None:
     assert "never a private key" in issue.message
 
 
+def _public_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pem.strip().replace("\n", "\\n")
+
+
 def test_signers_accept_paths_and_public_pem() -> None:
-    pem = "-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----"
+    pem = _public_pem()
     extra = f'datasets:\n  d: {{classification: public, residency: [EU], owner: me, signers: [a.pub, "{pem}"]}}\n'
-    assert issues_of(extra) == []
+    assert issues_of(extra) == []  # text only: a relative key file is checked when the policy is read from a file
+
+
+def test_an_inline_signer_pem_that_is_not_a_key_is_an_error() -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----"
+    extra = f'datasets:\n  d: {{classification: public, residency: [EU], owner: me, signers: ["{pem}"]}}\n'
+    (issue,) = errors_of(extra)
+    assert issue.rule_id == "MLF-POL-013"
+    assert issue.key == "datasets.d.signers[0]"
 
 
 def test_placeholder_sections_keep_extra_keys_but_check_their_core() -> None:
@@ -287,3 +304,23 @@ def test_policy_dumps_to_plain_json() -> None:
     dumped = load_policy_text(example_policy_text()).model_dump(mode="json")
     assert dumped["datasets"]["customers"]["classification"] == "pii"
     assert dumped["keys"]["aws-kms"]["region"] == "eu-central-1"
+
+
+def test_a_location_outside_its_environment_storage_roots_is_an_error() -> None:
+    from mlfort.policy.references import under_root
+
+    assert under_root("file:///srv/data/x/", "/srv/data")
+    assert under_root("s3://b/models/churn", "s3://b/models")
+    assert not under_root("/srv/data2/x", "/srv/data")
+    assert not under_root("s3://b/models-old/x", "s3://b/models")
+    assert not under_root("/srv/data/../etc", "/srv/data")
+    text = (
+        "version: 1\n"
+        "environments:\n  vault: {jurisdiction: DE, storage: [/srv/data, s3://bkt/data]}\n"
+        "datasets:\n"
+        "  inside: {classification: public, residency: [EU], owner: me, locations: {vault: s3://bkt/data/x}}\n"
+        "  outside: {classification: public, residency: [EU], owner: me, locations: {vault: /tmp/d}}\n"
+    )
+    report = check_policy_text(text, "p.yaml")
+    found = [(i.rule_id, i.key, i.line) for i in report.errors]
+    assert found == [("MLF-POL-011", "datasets.outside.locations.vault", 6)]

@@ -81,8 +81,9 @@ def run_demo(workdir: Path | None = None, *, console: Console | None = None) -> 
     """Run the story in `workdir` (a new temp dir when None, removed afterwards). Raises DemoFailed if any
     step does not turn out as it must."""
     from mlfort.artifacts import sign_artifact, verify_artifact
-    from mlfort.crypto.signing_keys import create_signing_keypair, load_private_key, load_public_key
+    from mlfort.crypto.signing_keys import create_signing_keypair, load_private_key
     from mlfort.policy import load_policy, write_example_policy
+    from mlfort.policy.signers import trusted_signer_keys
 
     out = console or Console(highlight=False, soft_wrap=True)
     own_dir = workdir is None
@@ -115,24 +116,38 @@ def run_demo(workdir: Path | None = None, *, console: Console | None = None) -> 
             f"(test accuracy {accuracy:.2f}), saved to {model_dir.relative_to(base)}/.")
         story.record("train", "trained", path=str(model_dir), test_accuracy=round(accuracy, 4))
 
-        keys = create_signing_keypair(base / ".mlfort" / "keys")
-        private, public = load_private_key(keys.private_key), load_public_key(keys.public_key)
-        say(f"[bold]4. A signing key.[/bold] EC P-256 pair in {keys.private_key.parent.relative_to(base)}/ "
-            "(private half 0600).")
-        signed = {name: sign_artifact(path, private) for name, path in (("dataset", dataset), ("model", model_dir))}
+        # The policy names who must have signed each artifact (keys/data-steward.pub, keys/release.pub, read
+        # from the policy's folder); make those two keys, then sign as the data steward and as release.
+        stewards = create_signing_keypair(base / "keys", name="data-steward")
+        release = create_signing_keypair(base / "keys", name="release")
+        say("[bold]4. Signing keys.[/bold] The policy says the dataset must be signed by the data steward's key and "
+            "the model by the release key: two EC P-256 pairs in keys/ (private halves 0600).")
+        signed = {
+            "dataset": sign_artifact(dataset, load_private_key(stewards.private_key)),
+            "model": sign_artifact(model_dir, load_private_key(release.private_key)),
+        }
         for name, res in signed.items():
             say(f"   Signed the {name}: {res.files} files, root digest sha256:{res.manifest.root_digest()[:16]}… "
                 f"-> {res.signature.relative_to(base)}")
             story.record(f"sign {name}", "signed", signature=str(res.signature), files=res.files,
                          root_digest=res.manifest.root_digest())
 
+        trusted = {
+            "dataset": trusted_signer_keys(policy, "customers", policy_path.parent),
+            "model": trusted_signer_keys(policy, "churn-model", policy_path.parent),
+        }
         for step, name, path in ((5, "dataset", dataset), (6, "model", model_dir)):
-            result = verify_artifact(path, public)
+            result = verify_artifact(path, trusted[name])
             if not result.ok:
                 raise DemoFailed(f"the freshly signed {name} did not verify: {result.findings}")
-            say(f"[bold]{step}. Verify the {name}.[/bold] [green]OK[/green]: {result.files_checked} files match "
-                "the signature (the check before training and before deployment).")
+            say(f"[bold]{step}. Verify the {name}.[/bold] [green]OK[/green]: {result.files_checked} files match, "
+                "signed by a key the policy trusts for it (the check before training and before deployment).")
             story.record(f"verify {name}", "verified", files=result.files_checked)
+        crossed = verify_artifact(model_dir, trusted["dataset"])
+        if crossed.ok:
+            raise DemoFailed("the model verified with the data steward's key, which the policy does not trust for it")
+        say("   (Checked against the data steward's key instead, the model fails: each artifact trusts only its own "
+            "signers.)")
 
         target = model_dir / "model.joblib"
         data = bytearray(target.read_bytes())
@@ -141,7 +156,7 @@ def run_demo(workdir: Path | None = None, *, console: Console | None = None) -> 
         target.write_bytes(bytes(data))
         say(f"[bold]7. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
             "attacker swapping weights in storage would.")
-        result = verify_artifact(model_dir, public)
+        result = verify_artifact(model_dir, trusted["model"])
         named = [f.evidence.get("file") for f in result.findings]
         if result.ok or named != ["model.joblib"]:
             raise DemoFailed(f"tampering was not caught as expected: {result.findings}")

@@ -122,32 +122,17 @@ def sign(
 
 
 def _trusted_keys(keys: list[Path], policy: Path | None, name: str | None) -> list:
-    """The public keys a signature may come from: --key files, or the signers the policy names for NAME."""
-    from mlfort.crypto.signing_keys import load_public_key, parse_public_key
+    """The public keys a signature may come from: --key files, plus the signers the policy lists for NAME."""
+    from mlfort.crypto.signing_keys import load_public_key
 
     if (policy is None) != (name is None):
         raise typer.BadParameter("--policy and --artifact go together", param_hint="--policy/--artifact")
     trusted = [load_public_key(k) for k in keys]
     if policy is not None and name is not None:
-        from mlfort.errors import InputError
         from mlfort.policy import load_policy
+        from mlfort.policy.signers import trusted_signer_keys
 
-        loaded = load_policy(policy)
-        entry = loaded.models.get(name) or loaded.datasets.get(name)
-        if entry is None:
-            known = ", ".join(sorted([*loaded.models, *loaded.datasets])) or "none"
-            raise InputError(f"{policy}: no dataset or model named {name!r} (known: {known})")
-        if not entry.signers:
-            raise InputError(
-                f"{policy}: {name!r} lists no signers, so no signature can be trusted (deny by default); "
-                "add the signer's public key under its `signers`"
-            )
-        for signer in entry.signers:
-            if signer.lstrip().startswith("-----BEGIN"):
-                trusted.append(parse_public_key(signer.encode(), f"{policy} ({name} signer)"))
-            else:
-                key_path = Path(signer)
-                trusted.append(load_public_key(key_path if key_path.is_absolute() else policy.parent / key_path))
+        trusted += trusted_signer_keys(load_policy(policy), name, policy.parent)
     if not trusted:
         raise typer.BadParameter("give --key PUBLIC.pem, or --policy FILE --artifact NAME", param_hint="--key")
     return trusted

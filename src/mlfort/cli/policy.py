@@ -70,4 +70,8 @@ def init(
     from mlfort.policy import write_example_policy
 
     written = write_example_policy(out, force=force)
-    typer.echo(f"wrote {written}; edit it, then check it with: mlfort policy validate {written}")
+    typer.echo(
+        f"wrote {written}; edit it, then check it with: mlfort policy validate {written}\n"
+        "It names two signer keys (keys/release.pub, keys/data-steward.pub beside it); make them with:\n"
+        f"  mlfort keys create-signing --out {written.parent / 'keys'} --name release"
+    )

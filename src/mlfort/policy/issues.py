@@ -19,6 +19,9 @@ SCHEMA_BAD_VALUE = "MLF-POL-007"
 UNDEFINED_REFERENCE = "MLF-POL-008"
 RESIDENCY_VIOLATION = "MLF-POL-009"
 WILDCARD_PERMISSION = "MLF-POL-010"
+OUTSIDE_STORAGE = "MLF-POL-011"
+SIGNER_KEY_MISSING = "MLF-POL-012"
+SIGNER_KEY_INVALID = "MLF-POL-013"
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -78,6 +81,26 @@ RULES: tuple[Rule, ...] = (
         "`kind:*` grants every verb on every resource of a kind, including verbs added later. Prefer listing "
         "the verbs the role needs.",
         Severity.MEDIUM,
+    ),
+    Rule(
+        OUTSIDE_STORAGE,
+        "Location outside its environment's storage roots",
+        "A dataset or model is declared to live in an environment at a path or bucket that is not under any of "
+        "the environment's `storage` roots. Fix the location, or add the root to the environment.",
+    ),
+    Rule(
+        SIGNER_KEY_MISSING,
+        "Signer key file not found",
+        "A `signers` entry names a public key file that does not exist (relative paths are read from the "
+        "policy file's folder). Verification against this policy fails until it exists: create or copy the "
+        "key there (mlfort keys create-signing --out keys --name NAME).",
+        Severity.MEDIUM,
+    ),
+    Rule(
+        SIGNER_KEY_INVALID,
+        "Signer key is not a usable public key",
+        "A `signers` entry is not an elliptic-curve public key (P-256, P-384 or P-521) in PEM form, or is a "
+        "private key. Replace it with the signer's public key.",
     ),
 )
 

@@ -22,6 +22,7 @@ from mlfort.policy.issues import (
 )
 from mlfort.policy.references import check_references
 from mlfort.policy.schema import Policy
+from mlfort.policy.signers import check_signer_keys
 from mlfort.policy.source import (
     Path_,
     SourceMap,
@@ -60,12 +61,15 @@ def check_policy_file(path: str | Path) -> PolicyReport:
     text, issues = decode_policy_bytes(data, str(path))
     if text is None:
         return PolicyReport(str(path), None, tuple(issues))
-    return check_policy_text(text, str(path))
+    return check_policy_text(text, str(path), base_dir=path.parent)
 
 
-def check_policy_text(text: str, filename: str = "<policy>") -> PolicyReport:
+def check_policy_text(text: str, filename: str = "<policy>", *, base_dir: Path | None = None) -> PolicyReport:
     """Check policy text (named `filename` in messages), in three stages: YAML, schema, references. A stage runs
-    only when the one before found no errors, so every reported error is real rather than a knock-on."""
+    only when the one before found no errors, so every reported error is real rather than a knock-on.
+
+    `base_dir` is where relative signer key paths are read from (the policy file's folder); without it only
+    inline PEM signers are checked."""
     parsed = parse_policy_text(text, filename)
     if parsed.issues:
         return PolicyReport(filename, None, tuple(parsed.issues))
@@ -75,7 +79,7 @@ def check_policy_text(text: str, filename: str = "<policy>") -> PolicyReport:
         issues = [_schema_issue(error, parsed.positions, filename) for error in exc.errors(include_url=False)]
         return PolicyReport(filename, None, tuple(issues))
     found = []
-    for problem in check_references(policy):
+    for problem in [*check_references(policy), *check_signer_keys(policy, base_dir)]:
         line, column = parsed.positions.locate(problem.path, prefer_key=problem.at_key)
         found.append(
             PolicyIssue(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mlfort.policy.issues import RESIDENCY_VIOLATION, UNDEFINED_REFERENCE, WILDCARD_PERMISSION
+from mlfort.policy.issues import OUTSIDE_STORAGE, RESIDENCY_VIOLATION, UNDEFINED_REFERENCE, WILDCARD_PERMISSION
 from mlfort.policy.schema import WILDCARD, Dataset, Policy, within
 from mlfort.policy.source import Path_
 from mlfort.report import Severity
@@ -98,6 +98,15 @@ def _location_problems(policy: Policy, section: str, name: str, asset: Dataset) 
         if env is None:
             problems.append(_undefined(path, "environment", env_name, policy.environments, at_key=True))
             continue
+        if env.storage and not any(under_root(asset.locations[env_name], root) for root in env.storage):
+            problems.append(
+                Problem(
+                    OUTSIDE_STORAGE,
+                    path,
+                    f"{noun} {name!r} location {asset.locations[env_name]!r} is not under any storage root of "
+                    f"environment {env_name!r} ({', '.join(env.storage)})",
+                )
+            )
         if not within(env.jurisdiction, asset.residency):
             problems.append(
                 Problem(
@@ -110,3 +119,19 @@ def _location_problems(policy: Policy, section: str, name: str, asset: Dataset) 
                 )
             )
     return problems
+
+
+def _normal_location(location: str) -> str:
+    """`file:///a/b/` and `/a/b` are the same place; trailing slashes do not matter."""
+    if location.startswith("file://"):
+        location = location.removeprefix("file://")
+    return location.rstrip("/") or "/"
+
+
+def under_root(location: str, root: str) -> bool:
+    """True when `location` is `root` or lies below it, by whole path segments (`/data` holds `/data/x`, not
+    `/data2`; `s3://b/models` holds `s3://b/models/churn`, not `s3://b/models-old`)."""
+    loc, base = _normal_location(location), _normal_location(root)
+    if ".." in loc.split("/"):
+        return False
+    return loc == base or loc.startswith(base if base.endswith("/") else base + "/")
