@@ -129,7 +129,7 @@ def test_log_header_and_driver() -> None:
     driver = log["runs"][0]["tool"]["driver"]
     assert driver["name"] == "mlfort"
     assert driver["version"] == __version__
-    assert driver["informationUri"].startswith("https://")
+    assert "informationUri" not in driver  # optional in SARIF; no project URL is published yet
 
 
 def test_there_is_one_rule_per_rule_id_used_and_result_indexes_point_at_it() -> None:

@@ -29,8 +29,6 @@ from mlfort.report.render.json import dumps
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
-INFORMATION_URI = "https://github.com/mlfort/mlfort"
-"""Where people learn about the tool (`tool.driver.informationUri`)."""
 
 MAX_RESULTS = 25_000
 """GitHub code scanning rejects a run with more results than this."""
@@ -242,7 +240,6 @@ class SarifRenderer(Renderer):
                             "name": "mlfort",
                             "version": __version__,
                             "semanticVersion": __version__,
-                            "informationUri": INFORMATION_URI,
                             "rules": rules,
                         }
                     },
