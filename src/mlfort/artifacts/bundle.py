@@ -45,7 +45,13 @@ SIGNATURE_KEYS = frozenset({"sig", "keyid"})
 
 
 class SignatureError(ManifestError):
-    """The signature file is missing, malformed, or does not verify with the given key."""
+    """The signature file is malformed, or does not verify with the given key."""
+
+
+class MissingSignatureError(SignatureError):
+    """There is no signature file where one was expected."""
+
+    rule_id = "MLF-ART-008"
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -131,7 +137,7 @@ def read_signature_file(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise SignatureError(f"no signature at {path} (sign first, or point --signature at it)") from None
+        raise MissingSignatureError(f"no signature at {path} (sign first, or point --signature at it)") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SignatureError(f"signature {path} is a symlink; point --signature at the real file") from None

@@ -40,6 +40,21 @@ _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "a whole
 class ManifestError(VerificationError):
     """A signature's manifest is malformed or unsafe. Verification fails closed (exit 1)."""
 
+    rule_id = "MLF-ART-004"
+    """The finding verify reports for it (signature invalid)."""
+
+
+class UnsafeManifestError(ManifestError):
+    """The manifest names a path that leaves the tree, or one entry twice: a crafted signature."""
+
+    rule_id = "MLF-ART-005"
+
+
+class HashMethodError(ManifestError):
+    """The manifest uses a hashing method that is unknown, mixed, or not the one required."""
+
+    rule_id = "MLF-ART-007"
+
 
 def canonical_hash(name: str) -> str:
     """Map a user-facing hash name (`sha256`, `blake2`, `blake2b`, `blake3`) to the manifest's name."""
@@ -221,7 +236,7 @@ def check_relative_path(name: str, where: str) -> None:
     if reason == "is empty":
         raise ManifestError(f"malformed signature: {where}: empty path")
     if reason is not None:
-        raise ManifestError(f"unsafe path in signature: {where} {name!r} {reason}")
+        raise UnsafeManifestError(f"unsafe path in signature: {where} {name!r} {reason}")
 
 
 def parse_statement(statement: Mapping[str, Any]) -> Manifest:
@@ -247,7 +262,7 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
     _need(method in ("files", "shards"), f"unknown serialization method {method!r} (expected files or shards)")
     hash_type = ser.get("hash_type")
     if hash_type not in HASH_TYPES:
-        raise ManifestError(
+        raise HashMethodError(
             f"signature uses hashing method {hash_type!r}, which mlfort does not accept "
             f"(accepted: {', '.join(HASH_TYPES)})"
         )
@@ -279,7 +294,7 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
         _expect_type(p, str, f"serialization.{EMPTY_FILES_KEY}[{i}]")
         check_relative_path(p, "empty file")
     if len(set(empty_raw)) != len(empty_raw):
-        raise ManifestError("duplicate entry in signature: an empty file is listed more than once")
+        raise UnsafeManifestError("duplicate entry in signature: an empty file is listed more than once")
     serialization = Serialization(
         method, hash_type, allow_symlinks, tuple(sorted(set(ignore))), shard_size, tuple(sorted(empty_raw))
     )
@@ -297,7 +312,7 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
         name = _expect_type(raw.get("name"), str, f"{where}.name")
         alg = raw.get("algorithm")
         if alg != expected_alg:
-            raise ManifestError(
+            raise HashMethodError(
                 f"signature mixes hashing methods: {where} ({name!r}) uses {alg!r} but the serialization "
                 f"says {expected_alg!r}"
             )
@@ -315,7 +330,7 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
             path = parts[0]
         check_relative_path(path, f"{where}.name")
         if name in seen:
-            raise ManifestError(f"duplicate entry in signature: {name!r} is listed more than once")
+            raise UnsafeManifestError(f"duplicate entry in signature: {name!r} is listed more than once")
         seen.add(name)
         h.update(bytes.fromhex(value))
         resources.append(Resource(name, value))
@@ -325,7 +340,9 @@ def parse_statement(statement: Mapping[str, Any]) -> Manifest:
         raise ManifestError("malformed signature: it covers no file at all, so it would vouch for any tree")
     clash = {file_of(n, method) for n in seen} & set(serialization.empty_files)
     if clash:
-        raise ManifestError(f"duplicate entry in signature: {sorted(clash)[0]!r} is listed as empty and with content")
+        raise UnsafeManifestError(
+            f"duplicate entry in signature: {sorted(clash)[0]!r} is listed as empty and with content"
+        )
     if h.hexdigest() != root:
         raise ManifestError(
             "malformed signature: the subject digest does not match the listed resources "

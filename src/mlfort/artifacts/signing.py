@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mlfort.artifacts import rules
 from mlfort.artifacts.bundle import (
-    SignatureError,
     decode_bundle,
     encode_bundle,
     read_signature_file,
@@ -42,15 +41,22 @@ def _model_name(path: Path) -> str:
     return path.name or os.path.basename(os.path.realpath(path))
 
 
+def _lexical_rel(root: Path, path: str | Path) -> str:
+    """`path` relative to `root`, judged on the paths as written (never resolved: resolving a symlinked
+    `model.sig` would ignore whatever file it points to). `..`-prefixed when outside, `.` for the root."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
+
+
+def _outside(rel: str) -> bool:
+    return rel == ".." or rel.startswith("../")
+
+
 def signature_rel(root: Path, signature: Path) -> str | None:
-    """The signature's path relative to the tree when it lies inside it, judged on the path as written (never
-    resolved: resolving a symlinked `model.sig` would ignore whatever file it points to)."""
+    """The signature's path relative to the tree when it lies inside it (a directory tree), else None."""
     if not root.is_dir():
         return None
-    rel = os.path.relpath(os.path.abspath(signature), os.path.abspath(root))
-    if rel == "." or rel == ".." or rel.startswith("../"):
-        return None
-    return Path(rel).as_posix()
+    rel = _lexical_rel(root, signature)
+    return None if rel == "." or _outside(rel) else rel
 
 
 def _ignored(root: Path, signature: Path, extra: tuple[str, ...], git: bool) -> tuple[str, ...]:
@@ -59,10 +65,9 @@ def _ignored(root: Path, signature: Path, extra: tuple[str, ...], git: bool) -> 
     for p in extra:
         given = p
         if os.path.isabs(p):
-            rel = os.path.relpath(os.path.abspath(p), os.path.abspath(root))
-            if rel == ".." or rel.startswith("../"):
+            p = _lexical_rel(root, p)
+            if _outside(p):
                 continue  # outside the tree: nothing to ignore
-            p = rel
         posix = Path(p).as_posix() if p else ""
         if posix in ("", "."):
             raise InputError(f"--ignore-paths {given!r} would leave out the whole tree; nothing would be signed")
@@ -143,11 +148,13 @@ class VerifyResult:
         return not any(f.severity.at_least(Severity.LOW) for f in self.findings)
 
 
-def _finding(rule_id: str, target: str, message: str, **evidence: object) -> Finding:
+def _finding(
+    rule_id: str, target: str, message: str, *, severity: Severity | None = None, **evidence: object
+) -> Finding:
     r = rules.RULES[rule_id]
     return Finding(
         rule_id=rule_id,
-        severity=r.default_severity,
+        severity=severity or r.default_severity,
         target=target,
         message=message,
         evidence=evidence,
@@ -182,17 +189,8 @@ def verify_artifact(
 
     try:
         signed = decode_bundle(read_signature_file(sig_path), key)
-    except SignatureError as exc:
-        rule_id = "MLF-ART-008" if "no signature at" in str(exc) else "MLF-ART-004"
-        return failed(rule_id, str(exc), signature=str(sig_path))
-    except ManifestError as exc:
-        text = str(exc)
-        rule_id = (
-            "MLF-ART-005" if "unsafe path" in text or "duplicate entry" in text
-            else "MLF-ART-007" if "hashing method" in text
-            else "MLF-ART-004"
-        )
-        return failed(rule_id, text, signature=str(sig_path))
+    except ManifestError as exc:  # each kind of signature failure carries the rule it is reported as
+        return failed(exc.rule_id, str(exc), signature=str(sig_path))
     expected = signed.manifest
     ser = expected.serialization
     if require_hash is not None and ser.hash_type != require_hash:
@@ -225,8 +223,8 @@ def verify_artifact(
     findings: list[Finding] = []
     for rel in sorted(set(present) - signed_files):
         if allow_unsigned_files:
-            findings.append(Finding("MLF-ART-002", Severity.INFO, where(rel), f"{rel}: not covered by the signature "
-                                    "(allowed by --allow-unsigned-files)", evidence={"file": rel}))
+            findings.append(_finding("MLF-ART-002", where(rel), f"{rel}: not covered by the signature (allowed by "
+                                     "--allow-unsigned-files)", severity=Severity.INFO, file=rel))
         else:
             findings.append(
                 _finding("MLF-ART-002", where(rel), f"{rel}: file added since signing (not in the signature)", file=rel)
@@ -237,9 +235,9 @@ def verify_artifact(
     # What the signer chose to ignore is not checked; say so, naming each file a loader might still read.
     for ignored in sorted(set(ser.ignore_paths) - set(DEFAULT_IGNORE_PATHS) - {sig_rel}):
         for rel in files_under(path, ignored):
-            findings.append(Finding("MLF-ART-010", Severity.INFO, where(rel), f"{rel}: not checked: the signer "
-                                    f"excluded {ignored!r} (ignore_paths); make sure nothing loads it",
-                                    evidence={"file": rel, "ignore_path": ignored}))
+            findings.append(_finding("MLF-ART-010", where(rel), f"{rel}: not checked: the signer excluded "
+                                     f"{ignored!r} (ignore_paths); make sure nothing loads it",
+                                     file=rel, ignore_path=ignored))
 
     empty_signed = set(ser.empty_files)
     for rel in sorted(empty_signed & set(present)):
