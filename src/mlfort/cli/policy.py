@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mlfort.cli.output import FAIL_ON_OPTION, FORMAT_OPTION, OUTPUT_OPTION, OutputFormat
+from mlfort.cli.output import FAIL_ON_OPTION, FORMAT_OPTION, OUTPUT_OPTION, OutputFormat, emit
 
 app = typer.Typer(
     help=(
@@ -34,7 +34,6 @@ def validate(
     Example: mlfort policy validate mlfort.yaml --format json
     """
     # Imported here so `mlfort --help` does not pay for pydantic.
-    from mlfort.cli.output import emit
     from mlfort.policy import check_policy_file
     from mlfort.policy.findings import issues_to_findings
 
