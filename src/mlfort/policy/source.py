@@ -166,6 +166,10 @@ def parse_policy_text(text: str, filename: str) -> ParsedSource:
         result.issues.append(PolicyIssue(rule_id, message, filename, line=line, column=column))
         return result
 
+    def refuse(event: yaml.Event, message: str) -> ParsedSource:
+        mark = event.start_mark
+        return fail(YAML_HOSTILE, f"{message}; refusing the document", mark.line + 1, mark.column + 1)
+
     # Pass 1: stream the parser events (an iterative state machine) to refuse deep nesting before composing,
     # because the composer recurses and libyaml's crashes the process on a document like '[' * 100000.
     try:
@@ -174,23 +178,11 @@ def parse_policy_text(text: str, filename: str) -> ParsedSource:
             if events > 2 * MAX_NODES + 16:
                 # Each value is at most two events (start and end); stopping here bounds the memory the
                 # composer would spend on a flat document of millions of tiny values.
-                mark = event.start_mark
-                return fail(
-                    YAML_HOSTILE,
-                    f"more than {MAX_NODES} values; refusing the document",
-                    mark.line + 1,
-                    mark.column + 1,
-                )
+                return refuse(event, f"more than {MAX_NODES} values")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    mark = event.start_mark
-                    return fail(
-                        YAML_HOSTILE,
-                        f"nested deeper than {MAX_DEPTH} levels; refusing the document",
-                        mark.line + 1,
-                        mark.column + 1,
-                    )
+                    return refuse(event, f"nested deeper than {MAX_DEPTH} levels")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
         root = yaml.compose(text, Loader=_LOADER)
