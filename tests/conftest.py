@@ -12,6 +12,16 @@ import pytest
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(autouse=True)
+def mlfort_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own MLFORT_HOME (ledger, checkpoint key), so nothing lands in the checkout."""
+    home = tmp_path / "mlfort-home"
+    monkeypatch.setenv("MLFORT_HOME", str(home))
+    for name in ("MLFORT_LEDGER_URL", "MLFORT_LEDGER_KEY", "MLFORT_POLICY", "MLFORT_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
 @pytest.fixture
 def keypair(tmp_path: Path) -> tuple[Path, Path]:
     """A P-256 key pair made by mlfort: (private.pem, public.pem)."""

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from mlfort import __version__
-from mlfort.cli import artifacts, demo, keys, policy
+from mlfort.cli import artifacts, demo, keys, ledger, lineage, policy
 from mlfort.errors import MlfortError
 
 app = typer.Typer(
@@ -52,6 +52,8 @@ def _root(
 app.add_typer(policy.app, name="policy")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(keys.app, name="keys")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(lineage.app, name="lineage")
 app.command("init")(policy.init)
 app.command("demo")(demo.demo)
 
