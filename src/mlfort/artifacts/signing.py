@@ -105,8 +105,14 @@ def sign_artifact(
     workers: int | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int], None] | None = None,
+    before_write: Callable[[Manifest, Path], None] | None = None,
 ) -> SignResult:
-    """Hash every file under `path`, sign the manifest with `key`, write the signature; return what was done."""
+    """Hash every file under `path`, sign the manifest with `key`, write the signature; return what was done.
+
+    `before_write(manifest, signature_path)` runs once the manifest is signed and before the signature file is
+    written: the CLI records the signing in the ledger there, so if that fails no signature is left behind (and an
+    existing one is not replaced).
+    """
     t0 = time.perf_counter()
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
@@ -125,7 +131,10 @@ def sign_artifact(
     digests = hash_tasks(plan(entries, method, shard_size), hash_type, workers=workers, progress=progress)
     serialization = Serialization(method, hash_type, allow_symlinks, ignore, shard_size, empty)
     manifest = Manifest.build(_model_name(path), serialization, (Resource(n, d) for n, d in digests.items()))
-    write_atomic(sig_path, encode_bundle(manifest, key))
+    bundle = encode_bundle(manifest, key)
+    if before_write is not None:
+        before_write(manifest, sig_path)
+    write_atomic(sig_path, bundle)
     return SignResult(sig_path, manifest, len(entries), total, time.perf_counter() - t0)
 
 

@@ -30,6 +30,12 @@ class HashChoice(StrEnum):
     blake2 = "blake2"
 
 
+class ArtifactKind(StrEnum):
+    model = "model"
+    dataset = "dataset"
+    other = "other"
+
+
 class SignFormat(StrEnum):
     table = "table"
     json = "json"
@@ -84,21 +90,39 @@ def sign(
         None, "--password-file", help="File holding the key's passphrase (or set MLFORT_KEY_PASSWORD)."
     ),
     fmt: SignFormat = typer.Option(SignFormat.table, "--format", "-f", help="table or json."),
+    name: str = typer.Option(None, "--name", help="The dataset or model name in the policy, for the ledger and "
+                             "lineage (default: the folder or file name)."),
+    kind: ArtifactKind = typer.Option(ArtifactKind.other, "--kind", help="model or dataset, for the ledger."),
+    ledger: str = typer.Option(None, "--ledger", help="Ledger URL (default: MLFORT_LEDGER_URL, the deployed "
+                               "policy's ledger.url, then $MLFORT_HOME/ledger.db)."),
 ) -> None:
-    """Sign a model or dataset: hash every file in parallel and write a signed manifest.
+    """Sign a model or dataset: hash every file in parallel and write a signed manifest. The signing is recorded
+    in the ledger first; if it cannot be recorded, no signature is written (exit 2).
 
-    Example: mlfort artifacts sign models/churn --key keys/signing.key
+    Example: mlfort artifacts sign models/churn --key keys/signing.key --name churn-model --kind model
     """
     from mlfort.artifacts import canonical_hash, sign_artifact
+    from mlfort.cli import audit
     from mlfort.cli.progress import byte_progress
-    from mlfort.crypto.signing_keys import load_private_key
+    from mlfort.crypto.signing_keys import load_private_key, public_key_hint
 
     private = load_private_key(key, _password(password_file))
+    label = name or path.resolve().name
+
+    def record(manifest, sig_path: Path) -> None:
+        ref = audit.artifact_ref(manifest.root_digest(), path, name=label, kind=kind.value)
+        audit.record(audit.event(
+            "artifacts.sign", f"{kind.value}:{label}", writes=(ref,),
+            details={"signature": str(sig_path.resolve()), "hash": manifest.serialization.hash_type,
+                     "method": manifest.serialization.method, "resources": len(manifest.resources),
+                     "signer_key": public_key_hint(private.public_key())},
+        ), ledger=ledger)
+
     with byte_progress(f"signing {path.name}") as (on_plan, advance):
         result = sign_artifact(
             path, private, signature=signature, hash_type=canonical_hash(hash_name.value), shard_size=shard_size,
             ignore_paths=tuple(ignore_paths), ignore_git_paths=ignore_git_paths, allow_symlinks=allow_symlinks,
-            workers=workers, progress=advance, on_plan=on_plan,
+            workers=workers, progress=advance, on_plan=on_plan, before_write=record,
         )
     ser = result.manifest.serialization
     if fmt is SignFormat.json:
@@ -161,9 +185,16 @@ def verify(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path = OUTPUT_OPTION,
     fail_on: str = FAIL_ON_OPTION,
+    name: str = typer.Option(None, "--name", help="The dataset or model name, for the ledger (default: --artifact, "
+                             "else the folder or file name)."),
+    kind: ArtifactKind = typer.Option(None, "--kind", help="model or dataset, for the ledger (default: from "
+                                      "--policy, else other)."),
+    ledger: str = typer.Option(None, "--ledger", help="Ledger URL (default: MLFORT_LEDGER_URL, the policy's "
+                               "ledger.url, then $MLFORT_HOME/ledger.db)."),
 ) -> None:
     """Verify a model or dataset against its signature. Exit 0 only if every file matches; otherwise 1, with one
-    finding per changed, added or removed file.
+    finding per changed, added or removed file. The check and its outcome are recorded in the ledger; if that
+    fails, the command fails (exit 2), whatever the verification found.
 
     Example: mlfort artifacts verify models/churn --key keys/signing.pub --format sarif -o verify.sarif
 
@@ -188,8 +219,34 @@ def verify(
         )
     else:
         summary = f"FAILED: {path} does not match {result.signature}"
+    # Recorded before anything is printed: a check that cannot be recorded must not look like a pass.
+    _record_verify(result, path, name=name or artifact, kind=kind, policy=policy, ledger=ledger)
     code = emit(list(result.findings), fmt=fmt, output=output, fail_on=fail_on,
                 title=f"mlfort artifacts verify {path}", summary=summary)
     if not result.ok:
         code = 1  # a failed verification is never a pass, whatever --fail-on says
     raise typer.Exit(code)
+
+
+def _record_verify(result, path: Path, *, name: str | None, kind: ArtifactKind | None,
+                   policy: Path | None, ledger: str | None) -> None:
+    """Record a verification (passed or failed) in the ledger; raise LedgerError (exit 2) when it cannot be."""
+    from mlfort.cli import audit
+
+    label = name or path.resolve().name
+    kind_name = kind.value if kind is not None else "other"
+    if kind is None and policy is not None and name is not None:
+        from mlfort.policy import load_policy
+
+        loaded = load_policy(policy)
+        kind_name = "dataset" if name in loaded.datasets else "model" if name in loaded.models else "other"
+    reads = ()
+    if result.manifest is not None:
+        reads = (audit.artifact_ref(result.manifest.root_digest(), path, name=label, kind=kind_name),)
+    failed = [f.rule_id for f in result.findings if f.severity.rank > 0]
+    audit.record(audit.event(
+        "artifacts.verify", f"{kind_name}:{label}", outcome="success" if result.ok else "failure",
+        reason=None if result.ok else f"{len(failed)} problem(s): {', '.join(sorted(set(failed)))}",
+        reads=reads, details={"signature": str(result.signature), "signer_key": result.signer_hint or None,
+                              "files_checked": result.files_checked},
+    ), ledger=ledger, policy=policy)

@@ -24,9 +24,18 @@ def validate(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
     fail_on: str = FAIL_ON_OPTION,
+    record: bool = typer.Option(
+        None, "--record/--no-record", help="Record the validation in the ledger. Default: only when FILE is the "
+        "deployed policy (MLFORT_POLICY), so checking drafts in CI leaves no trace."
+    ),
+    ledger: str = typer.Option(None, "--ledger", help="Ledger URL when recording (default: MLFORT_LEDGER_URL, "
+                               "the policy's own ledger.url, then $MLFORT_HOME/ledger.db)."),
 ) -> None:
     """Check a policy file: safe YAML, the schema, and every cross-reference (roles, datasets, models,
     environments, keyrings, residency). Each problem is reported with file:line:column and the key.
+
+    Validating the deployed policy (MLFORT_POLICY, or --record) appends a `policy.validate` event with the file's
+    SHA-256 to the ledger; if that cannot be recorded the command fails (exit 2).
 
     Exit codes: 0 valid; 1 problems at or above --fail-on (errors are high, wildcard permissions medium);
     2 the file cannot be read (missing, not a file, over 5 MiB).
@@ -51,7 +60,38 @@ def validate(
         if warnings:
             summary += f", {warnings} warning{'s' if warnings != 1 else ''}"
     code = emit(findings, fmt=fmt, output=output, fail_on=fail_on, title=f"policy {file}", summary=summary)
+    if record is None:
+        record = _is_deployed(file)
+    if record:
+        _record_validation(file, valid=report.policy is not None, errors=len(report.errors),
+                           warnings=len(report.issues) - len(report.errors), ledger=ledger)
     raise typer.Exit(code)
+
+
+def _is_deployed(file: Path) -> bool:
+    from mlfort import settings
+
+    deployed = settings.deployed_policy()
+    try:
+        return deployed is not None and deployed.exists() and file.exists() and deployed.samefile(file)
+    except OSError:
+        return False
+
+
+def _record_validation(file: Path, *, valid: bool, errors: int, warnings: int, ledger: str | None) -> None:
+    """Append `policy.validate` with the file's digest; the ledger is the policy's own when it is valid."""
+    import hashlib
+
+    from mlfort.cli import audit
+    from mlfort.ledger import ArtifactRef
+
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    ref = ArtifactRef(digest=f"sha256:{digest}", name=file.name, kind="policy", uri=str(file.resolve()))
+    audit.record(audit.event(
+        "policy.validate", f"policy:{file.resolve()}", outcome="success" if valid else "failure",
+        reason=None if valid else f"{errors} error(s)", reads=(ref,),
+        details={"errors": errors, "warnings": warnings},
+    ), ledger=ledger, policy=file if valid else None)
 
 
 def init(

@@ -55,3 +55,26 @@ def byte_progress(description: str, *, enabled: bool | None = None) -> Iterator[
         bar = state.get("bar")
         if bar is not None:
             bar.stop()  # type: ignore[attr-defined]
+
+
+SHOW_ABOVE_ITEMS = 200_000
+
+
+@contextmanager
+def count_progress(description: str, total: int, *, enabled: bool | None = None) -> Iterator[Callable[[int], None]]:
+    """Yield update(position) for a job over `total` items; drawn on a terminal's stderr when the job is large."""
+    show = (sys.stderr.isatty() if enabled is None else enabled) and total >= SHOW_ABOVE_ITEMS
+    if not show:
+        yield lambda _position: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(file=sys.stderr, force_terminal=enabled or None), transient=True)
+    task = bar.add_task(description, total=total)
+    bar.start()
+    try:
+        yield lambda position: bar.update(task, completed=position)
+    finally:
+        bar.stop()

@@ -56,7 +56,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse `<name>+<hex key id>+<base64(0x01 || public key)>`; the id must match the key."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)
         if len(parts) != 3 or not _NAME.fullmatch(parts[0]):
             raise InputError("a verifier key looks like <name>+<8 hex digits>+<base64 key>")
         name, hex_id, b64 = parts

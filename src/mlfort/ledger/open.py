@@ -10,30 +10,34 @@ from mlfort.errors import MlfortError
 from mlfort.ledger.event import Event
 from mlfort.ledger.log import Ledger, LedgerError
 from mlfort.ledger.note import NoteVerifier, load_or_create_signer
-from mlfort.ledger.store import open_store, redact_url
+from mlfort.ledger.store import open_store
 
 
-def ledger_url(explicit: str | None = None, *, policy_url: str | None = None,
-               policy_dir: Path | None = None) -> tuple[str, Path]:
+def ledger_url(explicit: str | None = None, *, policy: Path | None = None) -> tuple[str, Path]:
     """(URL, directory relative sqlite paths are resolved against), by precedence:
 
-    an explicit URL (`--ledger`), then MLFORT_LEDGER_URL, then the policy's `ledger.url` (relative to the policy's
-    folder), then `sqlite:///$MLFORT_HOME/ledger.db`.
+    an explicit URL (`--ledger`), then MLFORT_LEDGER_URL, then `ledger.url` of the policy (`--policy`, else the
+    deployed MLFORT_POLICY; relative to the policy's folder), then `sqlite:///$MLFORT_HOME/ledger.db`.
     """
     if explicit:
         return explicit, Path.cwd()
     env = settings.ledger_url_override()
     if env:
         return env, Path.cwd()
-    if policy_url:
-        return policy_url, policy_dir or Path.cwd()
+    policy = policy or settings.deployed_policy()
+    if policy is not None:
+        from mlfort.policy import load_policy
+
+        configured = load_policy(policy).ledger
+        if configured is not None and configured.url:
+            return configured.url, policy.parent
     return f"sqlite:///{settings.home() / 'ledger.db'}", Path.cwd()
 
 
-def open_ledger(url: str | None = None, *, policy_url: str | None = None, policy_dir: Path | None = None,
-                key: Path | None = None, sign: bool = True, trusted: Sequence[NoteVerifier] = ()) -> Ledger:
+def open_ledger(url: str | None = None, *, policy: Path | None = None, key: Path | None = None, sign: bool = True,
+                trusted: Sequence[NoteVerifier] = ()) -> Ledger:
     """Open (creating on first use) the ledger and, with `sign`, its checkpoint key (created 0600 on first use)."""
-    resolved, base = ledger_url(url, policy_url=policy_url, policy_dir=policy_dir)
+    resolved, base = ledger_url(url, policy=policy)
     store = open_store(resolved, base)
     try:
         signer = load_or_create_signer(key or settings.ledger_key_path(), store.origin()) if sign else None
@@ -43,8 +47,7 @@ def open_ledger(url: str | None = None, *, policy_url: str | None = None, policy
         raise
 
 
-def record(events: Event | Sequence[Event], *, url: str | None = None, policy_url: str | None = None,
-           policy_dir: Path | None = None) -> list[int]:
+def record(events: Event | Sequence[Event], *, url: str | None = None, policy: Path | None = None) -> list[int]:
     """Append events to the ledger and checkpoint; any failure raises LedgerError naming what could not be recorded.
 
     Callers treat that error as the failure of their action: an action mlfort cannot record did not happen.
@@ -52,10 +55,7 @@ def record(events: Event | Sequence[Event], *, url: str | None = None, policy_ur
     batch = [events] if isinstance(events, Event) else list(events)
     what = ", ".join(sorted({e.action for e in batch}))
     try:
-        with open_ledger(url, policy_url=policy_url, policy_dir=policy_dir) as ledger:
+        with open_ledger(url, policy=policy) as ledger:
             return ledger.append(batch)
-    except MlfortError as exc:
+    except (MlfortError, OSError) as exc:
         raise LedgerError(f"the ledger could not record {what}, so the action fails: {exc}") from None
-    except OSError as exc:
-        where = redact_url(ledger_url(url, policy_url=policy_url, policy_dir=policy_dir)[0])
-        raise LedgerError(f"the ledger ({where}) could not record {what}, so the action fails: {exc}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mlfort.ledger import merkle
 from mlfort.ledger.merkle import CompactRange, NodeId
@@ -20,8 +20,6 @@ from mlfort.ledger.note import Checkpoint, NoteError, NoteVerifier, open_checkpo
 from mlfort.ledger.rules import finding
 from mlfort.ledger.store.base import LedgerStore
 from mlfort.report import Finding, Severity
-
-MAX_FINDINGS = 50
 
 
 @dataclass
@@ -40,6 +38,7 @@ class VerifyReport:
     first_bad: int | None = None
     """The lowest entry index implicated in any problem."""
     seconds: float = 0.0
+    _more: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -47,11 +46,32 @@ class VerifyReport:
         return all(f.severity is Severity.INFO for f in self.findings)
 
     def bad(self, index: int | None, f: Finding) -> None:
-        """Record a problem implicating entries from `index`."""
+        """Record a problem implicating entries from `index`. Only the first problem of each rule is kept as a
+        finding (one edit makes every later node and checkpoint disagree too); the rest are counted."""
         if index is not None and (self.first_bad is None or index < self.first_bad):
             self.first_bad = index
-        if len(self.findings) < MAX_FINDINGS:
+        if any(existing.rule_id == f.rule_id for existing in self.findings):
+            self._more[f.rule_id] = self._more.get(f.rule_id, 0) + 1
+        else:
             self.findings.append(f)
+
+    def finish(self) -> None:
+        """Fold the counts of repeated problems into their findings."""
+        for i, f in enumerate(self.findings):
+            more = self._more.get(f.rule_id)
+            if more:
+                self.findings[i] = replace(f, message=f"{f.message} (and {more} more problem(s) of this kind)",
+                                           evidence={**f.evidence, "more": more})
+
+
+def as_bytes(value: object) -> bytes | None:
+    """A stored blob as bytes. A tampered database may hold text (SQLite's replace() returns TEXT), numbers or NULL
+    where bytes belong: text is taken as its UTF-8 bytes, anything else is unreadable (None)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return None
 
 
 class _LevelReader:
@@ -65,7 +85,7 @@ class _LevelReader:
         while self._next is not None and self._next[0] < index:
             self._next = next(self._it, None)
         if self._next is not None and self._next[0] == index:
-            return bytes(self._next[1])
+            return as_bytes(self._next[1])
         return None
 
 
@@ -129,11 +149,15 @@ def verify_ledger(store: LedgerStore, verifiers: list[NoteVerifier], *, trusted:
                                          first_bad=expected))
             break
         last = idx
-        leaf = merkle.leaf_hash(bytes(body))
-        if leaf != stored_leaf:
+        data = as_bytes(body)
+        leaf = merkle.leaf_hash(data if data is not None else b"\x00unreadable")
+        committed = as_bytes(stored_leaf)
+        if data is None or leaf != committed:
             report.bad(idx, finding("MLF-LED-001", target,
                                     f"entry {idx} was changed after it was appended (its hash no longer matches)",
                                     first_bad=idx))
+            if committed is not None and len(committed) == merkle.HASH_SIZE:
+                leaf = committed  # go on with what the tree committed to, so one edit is reported once
         tree.append(leaf, interior)
         for (lv, ix), h in interior:
             reader = levels.get(lv)
@@ -173,6 +197,7 @@ def verify_ledger(store: LedgerStore, verifiers: list[NoteVerifier], *, trusted:
         report.findings.append(finding("MLF-LED-006", target,
                                        f"entries [{last_good_checkpoint}, {report.size}) are not yet covered by a "
                                        "signed checkpoint (run `mlfort ledger checkpoint`)"))
+    report.finish()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -23,6 +23,11 @@ def write_example_policy(path: str | Path = "mlfort.yaml", *, force: bool = Fals
     text = example_policy_text()
     if path.is_dir():
         raise InputError(f"{path} is a directory; give a file name such as {path / 'mlfort.yaml'}")
+    if path.parent != Path() and not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
     if not force:
         try:
             # 'x' creates or fails in one step: no window between "does it exist?" and writing.
