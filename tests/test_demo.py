@@ -17,10 +17,15 @@ def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
     assert outcomes == {
         "policy": "valid", "dataset": "created", "train": "trained", "sign dataset": "signed",
         "sign model": "signed", "verify dataset": "verified", "verify model": "verified",
-        "tamper and verify": "caught",
+        "tamper and verify": "caught", "ledger verify": "intact", "lineage": "answered", "ledger tamper": "caught",
     }
-    caught = story.steps[-1]
+    steps = {s["title"]: s for s in story.steps}
+    caught = steps["tamper and verify"]
     assert caught["file"] == "model.joblib" and caught["rule_id"] == "MLF-ART-001"
+    assert steps["ledger verify"]["entries"] == 8
+    assert steps["lineage"]["trained_on"] == ["customers"]
+    assert steps["lineage"]["deployed"] == ["endpoint:churn in aws"]
+    assert steps["ledger tamper"]["first_bad"] == 7  # the failed verification an attacker tried to rewrite
     text = console.export_text()
     assert "FAILED as it must" in text and "model.joblib" in text
     for name in ("data-steward", "release"):  # the signers the example policy names
@@ -34,6 +39,7 @@ def test_demo_command_exits_zero_and_json_lists_the_steps(tmp_path):
     assert proc.returncode == 0, proc.stderr
     steps = json.loads(proc.stdout)["steps"]
     assert steps[-1]["outcome"] == "caught"
+    assert (tmp_path / "w" / ".mlfort" / "ledger.db").exists()  # the ledger the example policy names
 
 
 def test_demo_without_workdir_leaves_nothing_behind(tmp_path):

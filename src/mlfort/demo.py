@@ -80,94 +80,182 @@ def _train(dataset: Path, out: Path) -> float:
 def run_demo(workdir: Path | None = None, *, console: Console | None = None) -> Story:
     """Run the story in `workdir` (a new temp dir when None, removed afterwards). Raises DemoFailed if any
     step does not turn out as it must."""
-    from mlfort.artifacts import sign_artifact, verify_artifact
-    from mlfort.crypto.signing_keys import create_signing_keypair, load_private_key
-    from mlfort.policy import load_policy, write_example_policy
-    from mlfort.policy.signers import trusted_signer_keys
-
     out = console or Console(highlight=False, soft_wrap=True)
     own_dir = workdir is None
     base = Path(tempfile.mkdtemp(prefix="mlfort-demo-")) if own_dir else workdir
     assert base is not None
     base.mkdir(parents=True, exist_ok=True)
     story = Story(base)
-    say: Callable[..., None] = out.print
     try:
-        say(f"[bold]mlfort demo[/bold] in {base}\n")
+        _story(base, story, out.print)
+        return story
+    finally:
+        if own_dir:
+            shutil.rmtree(base, ignore_errors=True)
 
-        t = time.perf_counter()
-        policy_path = write_example_policy(base / "mlfort.yaml", force=True)
-        policy = load_policy(policy_path)
-        trainer = policy.workload_grants("trainer")
+
+def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
+    import sqlite3
+
+    from mlfort.artifacts import sign_artifact, verify_artifact
+    from mlfort.crypto.signing_keys import create_signing_keypair, load_private_key
+    from mlfort.ledger import ArtifactRef, Event, open_ledger, verify_ledger
+    from mlfort.policy import load_policy, write_example_policy
+    from mlfort.policy.signers import trusted_signer_keys
+
+    say(f"[bold]mlfort demo[/bold] in {base}\n")
+    t = time.perf_counter()
+    policy_path = write_example_policy(base / "mlfort.yaml", force=True)
+    policy = load_policy(policy_path)
+    trainer = policy.workload_grants("trainer")
+    # The example policy's ledger.url is sqlite:///.mlfort/ledger.db, beside the policy; the checkpoint key goes
+    # there too, so the demo touches nothing outside its folder.
+    ledger = open_ledger(policy=policy_path, key=base / ".mlfort" / "keys" / "ledger.key")
+    actor = "user:demo-engineer"
+
+    def ref(digest: str, path: Path, name: str, kind: str) -> ArtifactRef:
+        return ArtifactRef(f"sha256:{digest}", name=name, kind=kind, uri=str(path))
+
+    with ledger:
         say(f"[bold]1. The policy.[/bold] `mlfort init` wrote {policy_path.name}; it validates: {policy.summary()}.")
         say(f"   The trainer workload may read {sorted(trainer.reads)} and write {sorted(trainer.writes)}; "
             "nothing else is granted.")
+        ledger.record(Event(action="policy.validate", actor=actor, resource=f"policy:{policy_path}",
+                            details={"errors": 0}))
         story.record("policy", "valid", file=str(policy_path), summary=policy.summary(),
                      trainer_reads=sorted(trainer.reads), trainer_writes=sorted(trainer.writes))
 
-        dataset = _make_dataset(base / "data" / "customers")
-        rows = sum(1 for _ in (dataset / "customers.csv").open()) - 1
-        say(f"[bold]2. A dataset.[/bold] {rows} synthetic customer rows in {dataset.relative_to(base)}/.")
-        story.record("dataset", "created", path=str(dataset), rows=rows)
-
-        model_dir = base / "models" / "churn-model"
-        accuracy = _train(dataset, model_dir)
-        say(f"[bold]3. A model.[/bold] Trained a scikit-learn logistic regression on it "
-            f"(test accuracy {accuracy:.2f}), saved to {model_dir.relative_to(base)}/.")
-        story.record("train", "trained", path=str(model_dir), test_accuracy=round(accuracy, 4))
-
-        # The policy names who must have signed each artifact (keys/data-steward.pub, keys/release.pub, read
-        # from the policy's folder); make those two keys, then sign as the data steward and as release.
         stewards = create_signing_keypair(base / "keys", name="data-steward")
         release = create_signing_keypair(base / "keys", name="release")
-        say("[bold]4. Signing keys.[/bold] The policy says the dataset must be signed by the data steward's key and "
-            "the model by the release key: two EC P-256 pairs in keys/ (private halves 0600).")
-        signed = {
-            "dataset": sign_artifact(dataset, load_private_key(stewards.private_key)),
-            "model": sign_artifact(model_dir, load_private_key(release.private_key)),
-        }
-        for name, res in signed.items():
-            say(f"   Signed the {name}: {res.files} files, root digest sha256:{res.manifest.root_digest()[:16]}… "
-                f"-> {res.signature.relative_to(base)}")
-            story.record(f"sign {name}", "signed", signature=str(res.signature), files=res.files,
-                         root_digest=res.manifest.root_digest())
-
         trusted = {
             "dataset": trusted_signer_keys(policy, "customers", policy_path.parent),
             "model": trusted_signer_keys(policy, "churn-model", policy_path.parent),
         }
-        for step, name, path in ((5, "dataset", dataset), (6, "model", model_dir)):
-            result = verify_artifact(path, trusted[name])
-            if not result.ok:
-                raise DemoFailed(f"the freshly signed {name} did not verify: {result.findings}")
-            say(f"[bold]{step}. Verify the {name}.[/bold] [green]OK[/green]: {result.files_checked} files match, "
-                "signed by a key the policy trusts for it (the check before training and before deployment).")
-            story.record(f"verify {name}", "verified", files=result.files_checked)
+        say("[bold]2. Signing keys.[/bold] The policy says the dataset must be signed by the data steward's key and "
+            "the model by the release key: two EC P-256 pairs in keys/ (private halves 0600).")
+
+        dataset = _make_dataset(base / "data" / "customers")
+        rows = sum(1 for _ in (dataset / "customers.csv").open()) - 1
+        ds = sign_artifact(dataset, load_private_key(stewards.private_key))
+        ds_ref = ref(ds.manifest.root_digest(), dataset, "customers", "dataset")
+        ledger.record(Event(action="artifacts.sign", actor="user:data-steward", resource="dataset:customers",
+                            writes=(ds_ref,)))
+        say(f"[bold]3. A dataset.[/bold] {rows} synthetic customer rows in {dataset.relative_to(base)}/, signed by "
+            f"the data steward: root digest sha256:{ds.manifest.root_digest()[:16]}…")
+        story.record("dataset", "created", path=str(dataset), rows=rows)
+        story.record("sign dataset", "signed", signature=str(ds.signature), files=ds.files,
+                     root_digest=ds.manifest.root_digest())
+
+        checked = verify_artifact(dataset, trusted["dataset"])
+        if not checked.ok:
+            raise DemoFailed(f"the freshly signed dataset did not verify: {checked.findings}")
+        ledger.record(Event(action="artifacts.verify", actor="workload:trainer", resource="dataset:customers",
+                            reads=(ds_ref,), run_id="train-0001", environment="onprem"))
+        say("[bold]4. Verify before training.[/bold] [green]OK[/green]: "
+            f"{checked.files_checked} files match, signed by a key the policy trusts for this dataset.")
+        story.record("verify dataset", "verified", files=checked.files_checked)
+
+        model_dir = base / "models" / "churn-model"
+        accuracy = _train(dataset, model_dir)
+        md = sign_artifact(model_dir, load_private_key(release.private_key))
+        md_ref = ref(md.manifest.root_digest(), model_dir, "churn-model", "model")
+        ledger.append([
+            Event(action="run.finish", actor="workload:trainer", resource="run:train-0001", run_id="train-0001",
+                  environment="onprem", reads=(ds_ref,), writes=(md_ref,),
+                  details={"command": "python train.py", "test_accuracy": round(accuracy, 4)}),
+            Event(action="artifacts.sign", actor="user:release-manager", resource="model:churn-model",
+                  writes=(md_ref,)),
+        ])
+        say(f"[bold]5. Train and sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
+            f"(test accuracy {accuracy:.2f}) to {model_dir.relative_to(base)}/; release signed it: root digest "
+            f"sha256:{md.manifest.root_digest()[:16]}…")
+        story.record("train", "trained", path=str(model_dir), test_accuracy=round(accuracy, 4))
+        story.record("sign model", "signed", signature=str(md.signature), files=md.files,
+                     root_digest=md.manifest.root_digest())
+
+        checked = verify_artifact(model_dir, trusted["model"])
+        if not checked.ok:
+            raise DemoFailed(f"the freshly signed model did not verify: {checked.findings}")
         crossed = verify_artifact(model_dir, trusted["dataset"])
         if crossed.ok:
             raise DemoFailed("the model verified with the data steward's key, which the policy does not trust for it")
-        say("   (Checked against the data steward's key instead, the model fails: each artifact trusts only its own "
-            "signers.)")
+        ledger.append([
+            Event(action="artifacts.verify", actor="workload:inference", resource="model:churn-model",
+                  reads=(md_ref,), environment="aws"),
+            Event(action="model.deploy", actor="user:release-manager", resource="endpoint:churn", environment="aws",
+                  reads=(md_ref,), details={"endpoint": "https://churn.ml.acme.eu/v1/predict"}),
+        ])
+        say("[bold]6. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
+            "fails with the data steward's: each artifact trusts only its own signers); deployed to endpoint "
+            "`churn` in aws.")
+        story.record("verify model", "verified", files=checked.files_checked)
 
         target = model_dir / "model.joblib"
         data = bytearray(target.read_bytes())
         offset = len(data) // 2
         data[offset] ^= 0x01
         target.write_bytes(bytes(data))
-        say(f"[bold]7. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
-            "attacker swapping weights in storage would.")
         result = verify_artifact(model_dir, trusted["model"])
         named = [f.evidence.get("file") for f in result.findings]
         if result.ok or named != ["model.joblib"]:
             raise DemoFailed(f"tampering was not caught as expected: {result.findings}")
         finding = result.findings[0]
-        say(f"[bold]8. Verify again.[/bold] [red]FAILED[/red] as it must: {finding.rule_id} {finding.message}")
+        ledger.record(Event(action="artifacts.verify", actor="workload:inference", resource="model:churn-model",
+                            reads=(md_ref,), environment="aws", outcome="failure",
+                            reason=f"{finding.rule_id} model.joblib changed"))
+        say(f"[bold]7. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
+            "attacker swapping weights in storage would.")
+        say(f"   Verify again: [red]FAILED[/red] as it must: {finding.rule_id} {finding.message}")
         say("   `mlfort artifacts verify` exits 1 here, so a pipeline stops before loading the model.")
         story.record("tamper and verify", "caught", rule_id=finding.rule_id, file=finding.evidence.get("file"),
                      message=finding.message)
-        say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): the ledger, scanners, "
-            "encryption, workload identity and the gateway.")
-        return story
-    finally:
-        if own_dir:
-            shutil.rmtree(base, ignore_errors=True)
+
+        report = verify_ledger(ledger.store, ledger.verifiers)
+        if not report.ok:
+            raise DemoFailed(f"the fresh ledger did not verify: {report.findings}")
+        cp = ledger.latest_checkpoint()
+        assert cp is not None
+        proof = ledger.prove(3)
+        say(f"[bold]8. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
+            f"{report.checkpoints} signed checkpoints (Ed25519), root {report.root.hex()[:16]}… `mlfort ledger "
+            f"verify` recomputes the Merkle tree: [green]intact[/green]. Entry 3 (the training run) is proven "
+            f"in the tree with {len(proof.path)} hashes.")
+        story.record("ledger verify", "intact", entries=report.size, checkpoints=report.checkpoints,
+                     root=report.root.hex())
+
+        trained_on = _trained_on(ledger, md_ref.digest)
+        deployed = sorted({f"{e.resource} in {e.environment}" for _, role, e in ledger.by_ref(digest=md_ref.digest)
+                           if e.action == "model.deploy"})
+        if trained_on != ["customers"] or deployed != ["endpoint:churn in aws"]:
+            raise DemoFailed(f"lineage did not find the run: trained on {trained_on}, deployed {deployed}")
+        say(f"[bold]9. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
+            f"(digest sha256:{ds.manifest.root_digest()[:16]}…), in run train-0001 on-prem; it runs at "
+            f"{', '.join(deployed)}.")
+        story.record("lineage", "answered", trained_on=trained_on, deployed=deployed)
+
+        db = sqlite3.connect(base / ".mlfort" / "ledger.db")
+        with db:
+            db.execute("DROP TRIGGER entries_no_update")  # what an attacker with the database file can do
+            db.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'failure', 'success') AS BLOB) "
+                       "WHERE CAST(body AS TEXT) LIKE '%\"failure\"%'")
+        db.close()
+        report = verify_ledger(ledger.store, ledger.verifiers)
+        if report.ok or report.first_bad is None:
+            raise DemoFailed("rewriting the ledger was not caught")
+        say(f"[bold]10. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
+            f"database. `mlfort ledger verify`: [red]FAILED[/red] as it must: {report.findings[0].message}.")
+        story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
+    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): scanners, encryption, workload "
+        "identity and the gateway.")
+
+
+def _trained_on(ledger, model_digest: str) -> list[str]:
+    """Names of the datasets read by the runs that wrote this model digest (the lineage answer)."""
+    runs = {e.run_id for _, role, e in ledger.by_ref(digest=model_digest) if role == "w" and e.run_id}
+    names = set()
+    for run in runs:
+        from mlfort.ledger.store import Query
+
+        for _, e in ledger.query(Query(run_id=run, action="run.finish")):
+            names.update(r.name or r.digest for r in e.reads if r.kind == "dataset")
+    return sorted(names)
