@@ -52,6 +52,7 @@ class InclusionProof:
             "leaf_hash_b64": _b64(self.leaf_hash), "root_hash_b64": _b64(self.root),
             "audit_path_b64": [_b64(h) for h in self.path],
             "entry": self.entry.decode("utf-8", "replace"),
+            "entry_b64": _b64(self.entry),
             "checkpoint": self.checkpoint,
             "hashing": "RFC 6962: leaf = SHA-256(0x00 || entry), node = SHA-256(0x01 || left || right)",
         }
