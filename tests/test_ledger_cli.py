@@ -226,3 +226,14 @@ def test_readers_need_a_key_to_trust(tmp_path, monkeypatch):
 def test_every_ledger_command_has_help_with_an_example(command):
     out = run_cli("ledger", command, "--help")
     assert out.returncode == 0 and "Example" in out.stdout
+
+
+def test_key_creation_is_recorded_and_undone_when_it_cannot_be(tmp_path, monkeypatch):
+    assert run_cli("keys", "create-signing", "--out", str(tmp_path / "k1")).returncode == 0
+    (event,) = _events("--action", "keys.*")
+    assert event["resource"].startswith("key:") and "PRIVATE" not in json.dumps(event)
+    (tmp_path / "file").write_text("blocks the folder")
+    monkeypatch.setenv("MLFORT_LEDGER_URL", "sqlite:///" + str(tmp_path / "file" / "x.db"))
+    out = run_cli("keys", "create-signing", "--out", str(tmp_path / "k2"))
+    assert out.returncode == 2 and "keys.create-signing" in out.stderr
+    assert not list((tmp_path / "k2").glob("*"))

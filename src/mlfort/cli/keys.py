@@ -38,4 +38,21 @@ def create_signing(
             )
         password = value.encode()
     paths = create_signing_keypair(out, name=name, password=password)
+    try:
+        _record_key(paths.public_key)
+    except Exception:
+        # An unrecorded key must not be left to sign with: remove both halves, then report the ledger's error.
+        for p in (paths.private_key, paths.public_key):
+            p.unlink(missing_ok=True)
+        raise
     typer.echo(f"private key: {paths.private_key} (0600; keep it secret)\npublic key:  {paths.public_key}")
+
+
+def _record_key(public: Path) -> None:
+    """Record `keys.create-signing` with the public key's hint (never the private key)."""
+    from mlfort.cli import audit
+    from mlfort.crypto.signing_keys import load_public_key, public_key_hint
+
+    hint = public_key_hint(load_public_key(public))
+    audit.record(audit.event("keys.create-signing", f"key:{hint}",
+                             details={"public_key": str(public.resolve()), "algorithm": "ecdsa-p256"}))
