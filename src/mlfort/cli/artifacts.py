@@ -247,6 +247,6 @@ def _record_verify(result, path: Path, *, name: str | None, kind: ArtifactKind |
     audit.record(audit.event(
         "artifacts.verify", f"{kind_name}:{label}", outcome="success" if result.ok else "failure",
         reason=None if result.ok else f"{len(failed)} problem(s): {', '.join(sorted(set(failed)))}",
-        reads=reads, details={"signature": str(Path(result.signature).resolve()), "signer_key": result.signer_hint or None,
-                              "files_checked": result.files_checked},
+        reads=reads, details={"signature": str(Path(result.signature).resolve()),
+                              "signer_key": result.signer_hint or None, "files_checked": result.files_checked},
     ), ledger=ledger, policy=policy)
