@@ -100,6 +100,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
     from mlfort.artifacts import sign_artifact, verify_artifact
     from mlfort.crypto.signing_keys import create_signing_keypair, load_private_key
     from mlfort.ledger import ArtifactRef, Event, open_ledger, verify_ledger
+    from mlfort.lineage import build_lineage, render
     from mlfort.policy import load_policy, write_example_policy
     from mlfort.policy.signers import trusted_signer_keys
 
@@ -223,14 +224,16 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         story.record("ledger verify", "intact", entries=report.size, checkpoints=report.checkpoints,
                      root=report.root.hex())
 
-        trained_on = _trained_on(ledger, md_ref.digest)
-        deployed = sorted({f"{e.resource} in {e.environment}" for _, role, e in ledger.by_ref(digest=md_ref.digest)
-                           if e.action == "model.deploy"})
+        graph = build_lineage(ledger, [md_ref.digest], direction="both")
+        trained_on = sorted({name for a in graph.artifacts(kind="dataset", side="upstream") for name in a.names})
+        deployed = sorted(f"endpoint:{d.endpoint} in {d.environment}" for d in graph.deployments())
         if trained_on != ["customers"] or deployed != ["endpoint:churn in aws"]:
             raise DemoFailed(f"lineage did not find the run: trained on {trained_on}, deployed {deployed}")
         say(f"[bold]9. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
             f"(digest sha256:{ds.manifest.root_digest()[:16]}…), in run train-0001 on-prem; it runs at "
-            f"{', '.join(deployed)}.")
+            f"{', '.join(deployed)}. `mlfort lineage show churn-model --format mermaid` draws it (styles left out):")
+        drawing = [line for line in render(graph, "mermaid").splitlines() if not line.lstrip().startswith("class")]
+        say("\n".join(drawing), markup=False)
         story.record("lineage", "answered", trained_on=trained_on, deployed=deployed)
 
         db = sqlite3.connect(base / ".mlfort" / "ledger.db")
@@ -247,15 +250,3 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
     say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): scanners, encryption, workload "
         "identity and the gateway.")
-
-
-def _trained_on(ledger, model_digest: str) -> list[str]:
-    """Names of the datasets read by the runs that wrote this model digest (the lineage answer)."""
-    runs = {e.run_id for _, role, e in ledger.by_ref(digest=model_digest) if role == "w" and e.run_id}
-    names = set()
-    for run in runs:
-        from mlfort.ledger.store import Query
-
-        for _, e in ledger.query(Query(run_id=run, action="run.finish")):
-            names.update(r.name or r.digest for r in e.reads if r.kind == "dataset")
-    return sorted(names)
