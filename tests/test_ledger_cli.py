@@ -221,8 +221,38 @@ def test_readers_need_a_key_to_trust(tmp_path, monkeypatch):
     assert not (tmp_path / "empty-home" / "keys").exists()  # a reader creates no key
 
 
+def test_archive_then_verify_archive_and_a_tampered_segment_is_caught(model_dir, keypair, tmp_path):
+    for _ in range(3):
+        assert _sign(model_dir, keypair[0]).returncode == 0
+    dest = tmp_path / "worm"
+    out = run_cli("ledger", "archive", str(dest))
+    assert out.returncode == 0, out.stderr
+    assert run_cli("ledger", "verify-archive", str(dest)).returncode == 0
+    segment = next(dest.rglob("*.jsonl.gz"))
+    segment.chmod(0o644)
+    segment.write_bytes(segment.read_bytes()[:-8] + b"\0" * 8)
+    bad = run_cli("ledger", "verify-archive", str(dest), "--format", "json")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["findings"][0]["rule_id"].startswith("MLF-ARC-")
+
+
+def test_export_to_a_file_is_whole_or_absent(model_dir, keypair, mlfort_home, tmp_path):
+    for _ in range(2):
+        assert _sign(model_dir, keypair[0]).returncode == 0
+    out_file = tmp_path / "events.ocsf"
+    assert run_cli("ledger", "export", "--format", "ocsf", "-o", str(out_file)).returncode == 0
+    assert [json.loads(line)["class_uid"] for line in out_file.read_text().splitlines()] == [6003, 6003]
+    db = sqlite3.connect(_ledger_db(mlfort_home))
+    db.execute("DROP TRIGGER entries_no_update")
+    db.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'sign', 'sigh') AS BLOB) WHERE idx = 1")
+    db.commit()
+    again = tmp_path / "again.ocsf"
+    assert run_cli("ledger", "export", "--format", "ocsf", "-o", str(again)).returncode != 0
+    assert not again.exists() and not list(tmp_path.glob(".again*"))
+
+
 @pytest.mark.parametrize("command", ["verify", "checkpoint", "key", "prove", "consistency", "tail", "query",
-                                     "export", "archive"])
+                                     "export", "archive", "verify-archive"])
 def test_every_ledger_command_has_help_with_an_example(command):
     out = run_cli("ledger", command, "--help")
     assert out.returncode == 0 and "Example" in out.stdout

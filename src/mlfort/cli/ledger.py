@@ -298,8 +298,15 @@ def export(
         if output is None:
             count = run_export(led, fmt.value, sys.stdout, since=since_t, until=until_t)
         else:
-            with output.open("w", encoding="utf-8") as fh:
-                count = run_export(led, fmt.value, fh, since=since_t, until=until_t)
+            # Written beside the target and renamed at the end: an export stopped by a tampered entry (it fails
+            # closed there) leaves no partial file that a SIEM could pick up as complete.
+            tmp = output.with_name(f".{output.name}.partial")
+            try:
+                with tmp.open("w", encoding="utf-8") as fh:
+                    count = run_export(led, fmt.value, fh, since=since_t, until=until_t)
+                tmp.replace(output)
+            finally:
+                tmp.unlink(missing_ok=True)
     if output is not None:
         typer.echo(f"exported {count} event(s) to {output} ({fmt.value})", err=True)
 
@@ -324,3 +331,51 @@ def archive(
         led.checkpoint()  # the archive ends on a signed checkpoint
         result = run_archive(led, dest, retain_days=retain_days)
     typer.echo(str(result))
+
+
+@app.command("verify-archive")
+def verify_archive(
+    dest: str = typer.Argument(..., help="The archive: a directory or s3://bucket/prefix."),
+    trusted_key: list[Path] = typer.Option(
+        [], "--trusted-key", help="Verifier key file(s) (`mlfort ledger key` output). Default: the local key."
+    ),
+    from_checkpoint: list[Path] = typer.Option(
+        [], "--from-checkpoint", help="A signed checkpoint kept elsewhere: the archive must reach and match it "
+        "(catches a deleted tail)."
+    ),
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path = OUTPUT_OPTION,
+    fail_on: str = FAIL_ON_OPTION,
+) -> None:
+    """Check an archive on its own, without the live ledger: every segment's hash, the Merkle root of the
+    archived entries against the archived signed checkpoints, and the chain from one segment to the next.
+
+    Example: mlfort ledger verify-archive s3://acme-audit/mlfort --trusted-key ledger.vkey
+    """
+    from mlfort import settings
+    from mlfort.errors import InputError
+    from mlfort.ledger.archive import archive_origin
+    from mlfort.ledger.archive import verify_archive as run_verify
+    from mlfort.ledger.note import load_or_create_signer, read_verifier
+
+    verifiers = [read_verifier(p) for p in trusted_key]
+    if not verifiers:
+        key_path = settings.ledger_key_path()
+        if not key_path.exists():
+            raise InputError(f"no checkpoint key at {key_path}: pass --trusted-key FILE (from `mlfort ledger key`)")
+        # The local key, under the name the archive's log signs with (a key id binds name and key).
+        verifiers = [load_or_create_signer(key_path, archive_origin(dest)).verifier]
+    notes = []
+    for path in from_checkpoint:
+        try:
+            notes.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--from-checkpoint") from None
+    report = run_verify(dest, verifiers, trusted=notes)
+    if report.ok:
+        summary = f"verified: {report.size} archived entries, {report.checkpoints} signed checkpoint(s)"
+    else:
+        summary = f"FAILED: the archive does not verify; first bad entry: {report.first_bad}"
+    code = emit(report.findings, fmt=fmt, output=output, fail_on=fail_on, title=f"mlfort ledger verify-archive {dest}",
+                summary=summary)
+    raise typer.Exit(1 if not report.ok else code)

@@ -926,6 +926,21 @@ class _ArchiveCheck:
             self.last_good = end
 
 
+def archive_origin(dest: str, *, s3_client: Any | None = None) -> str:
+    """The origin (log identity) the archive's first manifest names: which name a checkpoint key signs under."""
+    with _sink(dest, s3_client, writing=False) as sink:
+        listing = _list(sink)
+        if not listing.manifests:
+            raise InputError(f"no mlfort archive at {sink.label} (nothing under {SEGMENTS})")
+        start, end = listing.manifests[0]
+        base = segment_base(start, end)
+        try:
+            manifest = _parse_manifest(sink.read(f"{base}.manifest.json", MAX_MANIFEST_BYTES) or b"", start, end)
+        except ValueError as exc:
+            raise InputError(f"manifest {base}.manifest.json is unreadable: {exc}") from None
+        return str(manifest["origin"])
+
+
 def verify_archive(dest: str, verifiers: Sequence[NoteVerifier], *, s3_client: Any | None = None,
                    trusted: Sequence[str] = (), origin: str | None = None,
                    progress: Callable[[int], None] | None = None) -> VerifyReport:
