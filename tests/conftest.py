@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Real servers for the tests: pg_server and pg_url (PostgreSQL); moto_server, aws_client and s3_client (moto).
+pytest_plugins = ["tests.pgserver", "tests.motoserver"]
+
 BIN = Path(sys.executable).parent
 
 

@@ -113,6 +113,19 @@ def verify_ledger(store: LedgerStore, verifiers: list[NoteVerifier], *, trusted:
     levels: dict[int, _LevelReader] = {}
     last = -1
     last_good_checkpoint = 0
+    # The highest entry index a reported problem points at. A node or checkpoint over [lo, here) that disagrees
+    # while last_bad >= lo follows from that problem (one edit makes every node and checkpoint above it disagree):
+    # it is counted, but must not drag first_bad down to the start of its range.
+    last_bad = -1
+
+    def implicate(lo: int) -> int | None:
+        """Where a mismatch over entries [lo, here) points: None if an earlier problem explains it, else the first
+        entry after the last matching checkpoint (entries before it are as signed)."""
+        nonlocal last_bad
+        if last_bad >= lo:
+            return None
+        last_bad = max(lo, last_good_checkpoint)
+        return last_bad
 
     def check_checkpoints(size: int) -> None:
         nonlocal next_stored, last_good_checkpoint
@@ -121,7 +134,7 @@ def verify_ledger(store: LedgerStore, verifiers: list[NoteVerifier], *, trusted:
             cp, label = next_stored
             root = root or tree.root()
             if cp.root != root:
-                report.bad(last_good_checkpoint, finding(
+                report.bad(implicate(last_good_checkpoint), finding(
                     "MLF-LED-002", target,
                     f"{label} (size {size}) does not match the entries: an entry in "
                     f"[{last_good_checkpoint}, {size}) was changed, inserted or removed after it was signed",
@@ -153,6 +166,7 @@ def verify_ledger(store: LedgerStore, verifiers: list[NoteVerifier], *, trusted:
         leaf = merkle.leaf_hash(data if data is not None else b"\x00unreadable")
         committed = as_bytes(stored_leaf)
         if data is None or leaf != committed:
+            last_bad = idx
             report.bad(idx, finding("MLF-LED-001", target,
                                     f"entry {idx} was changed after it was appended (its hash no longer matches)",
                                     first_bad=idx))
@@ -165,10 +179,11 @@ def verify_ledger(store: LedgerStore, verifiers: list[NoteVerifier], *, trusted:
                 reader = levels[lv] = _LevelReader(store, lv, (count >> lv) + 1)
             if reader.get(ix) != h:
                 first = ix << lv
-                report.bad(first, finding(
+                at = implicate(first)
+                report.bad(at, finding(
                     "MLF-LED-001", target,
                     f"the stored Merkle node over entries [{first}, {(ix + 1) << lv}) does not match them "
-                    "(entries reordered, or the tree edited)", first_bad=first))
+                    "(entries reordered, or the tree edited)", first_bad=first if at is None else at))
         interior.clear()
         check_checkpoints(tree.size)
         if progress is not None and idx % 4096 == 0:

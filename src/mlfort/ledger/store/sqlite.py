@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -81,7 +82,7 @@ class SqliteStore(LedgerStore):
             if fresh:
                 os.chmod(path, 0o600)
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _set_wal(self._db)
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA cache_size = -16384")  # 16 MiB: appends touch only the ends of the b-trees
             self._origin = self._init_schema()
@@ -245,6 +246,20 @@ class _SqliteWrite(WriteTransaction):
         cur = db.execute("UPDATE head SET size = ? WHERE id = 1 AND size = ?", (first + len(bodies), first))
         if cur.rowcount != 1:
             raise StoreError("ledger head moved during an append (lost lock): nothing was written")
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode = WAL, retried: switching a new file to WAL needs a lock SQLite does not wait for (no
+    busy handler), so processes opening a new ledger at once would otherwise fail with "database is locked"."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005 + secrets.randbelow(20) / 1000)
 
 
 def _read_nodes(read, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
