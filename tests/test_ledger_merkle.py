@@ -187,3 +187,30 @@ def test_node_ids_pack_into_one_integer():
     for node in [(0, 0), (0, 12345), (20, 7), (47, 1)]:
         assert merkle.unpack(merkle.pack(node)) == node
     assert merkle.pack((1, 0)) > merkle.pack((0, 2**40))
+
+
+def test_batch_extend_completes_exactly_the_nodes_one_leaf_at_a_time_does():
+    rng = random.Random(11)
+    leaves = [merkle.leaf_hash(rng.randbytes(8)) for _ in range(600)]
+    size = 0
+    tree = CompactRange()
+    while size < len(leaves):
+        batch = leaves[size : size + rng.choice([1, 2, 3, 7, 64, 100])]
+        front = merkle.frontier(size)
+        one_by_one: list = []
+        for leaf in batch:
+            tree.append(leaf, one_by_one)
+        expected_front = _frontier_hashes(leaves[:size])
+        assert sorted(merkle.extend(size, [expected_front[n] for n in front], batch)) == sorted(one_by_one)
+        size += len(batch)
+
+
+def _frontier_hashes(leaves: list[bytes]) -> dict:
+    tree = CompactRange()
+    nodes: dict = {}
+    for i, leaf in enumerate(leaves):
+        nodes[(0, i)] = leaf
+        done: list = []
+        tree.append(leaf, done)
+        nodes.update(done)
+    return nodes

@@ -617,8 +617,8 @@ def _plan(ledger: Ledger, start: int, last: int, forced_end: int | None) -> list
     plan: list[tuple[int, int, str]] = []
     cut = start
     candidate: tuple[int, str] | None = None  # the furthest checkpoint within reach of `cut` seen so far
-    # By size, in one pass from the first: stores have no range query for checkpoints (yet).
-    for size, note in ledger.store.checkpoints():
+    # By size, in one pass from the first one past `start` (a range read: an incremental run reads only new ones).
+    for size, note in ledger.store.checkpoints(after=start):
         if size <= cut:
             continue
         if size > last:

@@ -160,15 +160,10 @@ class Ledger:
 
     def store_checkpoint(self, size: int) -> SignedCheckpoint | None:
         """The stored checkpoint for exactly `size`, verified, or None."""
-        for s, note in self._checkpoints_at(size):
-            return SignedCheckpoint(open_checkpoint(note, self.verifiers, self.origin), note) if s == size else None
-        return None
-
-    def _checkpoints_at(self, size: int) -> list[tuple[int, str]]:
-        latest = self.store.latest_checkpoint()
-        if latest is not None and latest[0] == size:
-            return [latest]
-        return [(s, n) for s, n in self.store.checkpoints() if s == size][:1]
+        note = self.store.checkpoint_at(size)
+        if note is None:
+            return None
+        return SignedCheckpoint(open_checkpoint(note, self.verifiers, self.origin), note)
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
         """The newest stored checkpoint, its signature checked against the trusted keys."""

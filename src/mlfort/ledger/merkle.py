@@ -221,6 +221,27 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, pat
         raise ProofError("consistency proof does not lead to the new root")
 
 
+def extend(size: int, frontier_hashes: Sequence[bytes], leaves: Sequence[bytes]) -> list[tuple[NodeId, bytes]]:
+    """Every perfect node completed by appending `leaves` (leaf hashes) to a tree of `size` whose frontier hashes
+    are given: level by level, pairing each run of new nodes (with the stored left sibling where the run starts
+    at an odd index). The same nodes as CompactRange.append one leaf at a time, several times faster per batch."""
+    front = dict(zip(frontier(size), frontier_hashes, strict=True))
+    out: list[tuple[NodeId, bytes]] = []
+    sha256 = hashlib.sha256
+    hashes = list(leaves)
+    start, level = size, 0
+    while hashes:
+        if start & 1:
+            hashes.insert(0, front[(level, start - 1)])
+            start -= 1
+        parents = [sha256(NODE_PREFIX + a + b).digest() for a, b in zip(hashes[0::2], hashes[1::2], strict=False)]
+        start >>= 1
+        level += 1
+        out.extend(((level, start + i), h) for i, h in enumerate(parents))
+        hashes = parents
+    return out
+
+
 class CompactRange:
     """The right frontier of a growing tree: append leaf hashes, learn every perfect node they complete, get roots.
 

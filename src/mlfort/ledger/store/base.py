@@ -12,6 +12,7 @@ entries, so a forged index row cannot add a result.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from mlfort.errors import MlfortError
 from mlfort.ledger import merkle
-from mlfort.ledger.merkle import CompactRange, NodeId
+from mlfort.ledger.merkle import NodeId
 
 
 class StoreError(MlfortError):
@@ -123,13 +124,9 @@ class LedgerStore(ABC):
             if missing:
                 raise StoreError(f"ledger {self.url} is damaged: Merkle node {missing[0]} is missing; "
                                  "run `mlfort ledger verify`")
-            tree = CompactRange(size, [got[n] for n in front])
-            leaves: list[bytes] = []
-            interior: list[tuple[NodeId, bytes]] = []
-            for body in bodies:
-                leaf = merkle.leaf_hash(body)
-                leaves.append(leaf)
-                tree.append(leaf, interior)
+            sha256, prefix = hashlib.sha256, merkle.LEAF_PREFIX
+            leaves = [sha256(prefix + body).digest() for body in bodies]
+            interior = merkle.extend(size, [got[n] for n in front], leaves)
             txn.insert(size, bodies, leaves, interior)
         return size
 
@@ -170,8 +167,12 @@ class LedgerStore(ABC):
         """Store a signed checkpoint; False if one for this size exists already."""
 
     @abstractmethod
-    def checkpoints(self) -> Iterator[tuple[int, str]]:
-        """(size, note) of every stored checkpoint, by size."""
+    def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
+        """(size, note) of the stored checkpoints with size > `after`, by size (streamed)."""
+
+    @abstractmethod
+    def checkpoint_at(self, size: int) -> str | None:
+        """The note of the stored checkpoint of exactly `size`, if any (one indexed read)."""
 
     @abstractmethod
     def latest_checkpoint(self) -> tuple[int, str] | None:

@@ -273,8 +273,8 @@ class PostgresStore(LedgerStore):
                           f"WHERE r.{column} = %s ORDER BY r.idx", (value,))
         return [(int(i), str(r), bytes(b)) for i, r, b in rows]
 
-    def checkpoints(self) -> Iterator[tuple[int, str]]:
-        last = -1
+    def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
+        last = after
         while True:
             rows = self._read("SELECT size, note FROM checkpoints WHERE size > %s ORDER BY size LIMIT 1000", (last,))
             if not rows:
@@ -282,6 +282,10 @@ class PostgresStore(LedgerStore):
             for size, note in rows:
                 yield int(size), str(note)
             last = int(rows[-1][0])
+
+    def checkpoint_at(self, size: int) -> str | None:
+        rows = self._read("SELECT note FROM checkpoints WHERE size = %s", (size,))
+        return str(rows[0][0]) if rows else None
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")

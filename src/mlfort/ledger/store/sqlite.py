@@ -209,8 +209,8 @@ class SqliteStore(LedgerStore):
             raise StoreError(f"cannot write ledger {self.path}: {exc}") from None
         return cur.rowcount == 1
 
-    def checkpoints(self) -> Iterator[tuple[int, str]]:
-        last = -1
+    def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
+        last = after
         while True:
             rows = self._read("SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT 1000", (last,))
             if not rows:
@@ -218,6 +218,10 @@ class SqliteStore(LedgerStore):
             for size, note in rows:
                 yield int(size), str(note)
             last = int(rows[-1][0])
+
+    def checkpoint_at(self, size: int) -> str | None:
+        rows = self._read("SELECT note FROM checkpoints WHERE size = ?", (size,))
+        return str(rows[0][0]) if rows else None
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
