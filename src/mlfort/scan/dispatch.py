@@ -1,0 +1,157 @@
+"""Identify a member's format by its first bytes and run the handler registered for it.
+
+Handlers register with `@handles("zip")`; `detect` names formats from content only (a `hint` from a container is
+used when content is ambiguous, e.g. protocol-0 pickles and ONNX protobufs have no magic number).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from mlfort.scan.base import Handler, Member, ScanContext
+from mlfort.scan.rules import finding
+
+HEAD_BYTES = 1024
+"""How much of a member `detect` looks at (HDF5 may put its signature at 512)."""
+
+HANDLERS: dict[str, Handler] = {}
+
+TEXT_FORMATS = ("json", "text")
+"""Formats that are counted but hold nothing executable for a model loader."""
+
+
+def handles(*formats: str) -> Callable[[Handler], Handler]:
+    """Register a handler for formats (one module per format family, imported by `load_handlers`)."""
+
+    def register(fn: Handler) -> Handler:
+        for f in formats:
+            HANDLERS[f] = fn
+        return fn
+
+    return register
+
+
+_PICKLE_START_OPCODES = frozenset(b"(]})cNIJKLMFGSTUVX\x88\x89\x8a\x8bq\x94\x95")
+
+
+def detect(head: bytes, hint: str | None = None) -> str:
+    """The format of a member from its first bytes: zip, tar, gzip, bz2, xz, lzma, zlib, pickle, numpy,
+    safetensors, gguf, hdf5, onnx, torch-legacy is a pickle (its handler sees several), json, text, or unknown."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
+        return "zip"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and len(head) > 3 and head[3:4].isdigit():
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x93NUMPY"):
+        return "numpy"
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if head.startswith(b"\x89HDF\r\n\x1a\n") or head[512:520] == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    if len(head) >= 2 and head[0] == 0x80 and 0 <= head[1] <= 5:
+        return "pickle"
+    if len(head) >= 10:
+        (n,) = struct.unpack_from("<Q", head)
+        if 2 <= n <= 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    if len(head) >= 2 and head[0] in (0x78,) and (head[0] << 8 | head[1]) % 31 == 0:
+        return "zlib"
+    if len(head) >= 13 and head[0] == 0x5D and head[1:5] in (b"\x00\x00\x80\x00", b"\x00\x00\x00\x01",
+                                                             b"\x00\x00\x00\x04", b"\x00\x00\x10\x00"):
+        return "lzma"
+    if hint in ("pickle", "onnx"):
+        return hint
+    stripped = head.lstrip()
+    if stripped[:1] in (b"{", b"[") and _is_text(head):
+        return "json"
+    if head[:1] and head[0] in _PICKLE_START_OPCODES and not _is_text(head):
+        return "pickle"
+    if _is_text(head):
+        # Protocol 0/1 pickles are printable too: `cos\nsystem\n(S'id'\ntR.` is text. Text that parses as the
+        # start of a pickle goes to the pickle scanner (which decides); plain text is counted as text.
+        return "pickle" if _looks_like_text_pickle(head) else "text"
+    if hint:
+        return hint
+    if head[:1] == b"\x08":  # ONNX ModelProto starts with field 1 (ir_version), varint
+        return "onnx"
+    return "unknown"
+
+
+def _is_text(head: bytes) -> bool:
+    if not head:
+        return True
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a multi-byte character cut at the end of the head is still text
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(c.isprintable() or c in "\r\n\t\f" for c in text)
+
+
+def _looks_like_text_pickle(head: bytes) -> bool:
+    """Protocol 0 pickles: a GLOBAL/INST opcode line (`cmodule\\nname\\n`, `imodule\\nname\\n`) or a MARK/STRING
+    start followed by pickle structure, ending in `.`."""
+    if head[:1] in (b"c", b"i"):
+        parts = head[1:].split(b"\n", 2)
+        return len(parts) >= 2 and all(p and b" " not in p for p in parts[:2]) and parts[0].replace(b".", b"_").replace(
+            b"_", b"a").isalnum()
+    return head[:1] in (b"(", b"]", b"}") and (b"\n" in head[:64] or head.rstrip().endswith(b"."))
+
+
+def load_handlers() -> None:
+    """Import every handler module (each registers itself)."""
+    from mlfort.scan import formats  # noqa: F401
+
+
+def scan_member(member: Member, ctx: ScanContext) -> None:
+    """Detect and dispatch one member, enforcing depth and member-count limits."""
+    if not HANDLERS:
+        load_handlers()
+    ctx.members += 1
+    if member.depth > ctx.limits.max_depth:
+        ctx.add(finding("MLF-MOD-004", member.path, f"nested more than {ctx.limits.max_depth} containers deep; "
+                        "not scanned", limit="depth"))
+        return
+    if ctx.members > ctx.limits.max_members:
+        if ctx.members == ctx.limits.max_members + 1:
+            ctx.add(finding("MLF-MOD-004", member.path, f"more than {ctx.limits.max_members} members; the rest "
+                            "were not scanned", limit="members"))
+        return
+    try:
+        stream = member.open()
+    except OSError as exc:
+        ctx.add(finding("MLF-MOD-003", member.path, f"cannot be read: {exc.strerror or exc}"))
+        return
+    with stream:
+        try:
+            head = stream.read(HEAD_BYTES)
+            stream.seek(0)
+        except OSError as exc:
+            ctx.add(finding("MLF-MOD-003", member.path, f"cannot be read: {exc.strerror or exc}"))
+            return
+        fmt = detect(head, member.hint)
+        ctx.formats[fmt] += 1
+        if fmt in TEXT_FORMATS:
+            return
+        handler = HANDLERS.get(fmt)
+        if handler is None:
+            if fmt == "unknown" and not head:
+                return  # an empty file holds nothing
+            ctx.add(finding("MLF-MOD-005", member.path, f"format not recognised ({head[:8].hex()}…); not scanned",
+                            format=fmt))
+            return
+        try:
+            handler(member, stream, ctx)
+        except RecursionError:
+            ctx.add(finding("MLF-MOD-004", member.path, "structure nests too deep to analyse", limit="recursion"))
+        except MemoryError:
+            ctx.add(finding("MLF-MOD-004", member.path, "needs more memory than the scanner allows", limit="memory"))

@@ -1,0 +1,1 @@
+"""Handler placeholder: filled in by the scanner work."""
