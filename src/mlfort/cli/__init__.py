@@ -11,7 +11,7 @@ import sys
 import typer
 
 from mlfort import __version__
-from mlfort.cli import artifacts, demo, keys, ledger, lineage, policy
+from mlfort.cli import artifacts, demo, keys, ledger, lineage, policy, scan
 from mlfort.errors import MlfortError
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(keys.app, name="keys")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(lineage.app, name="lineage")
+app.add_typer(scan.app, name="scan")
 app.command("init")(policy.init)
 app.command("demo")(demo.demo)
 
