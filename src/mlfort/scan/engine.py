@@ -84,7 +84,7 @@ def _one(path: Path, root: Path, extra: list[Finding]) -> Iterator[tuple[Path, P
         target = path.resolve()
         if not target.is_relative_to(root):
             extra.append(finding("MLF-MOD-012", str(path), f"symlink points outside the scanned folder ({target}); "
-                                 "a loader following it reads a file nobody scanned", target=str(target)))
+                                 "a loader following it reads a file nobody scanned", points_to=str(target)))
             return
         try:
             st = target.stat()
