@@ -17,15 +17,17 @@ def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
     assert outcomes == {
         "policy": "valid", "dataset": "created", "train": "trained", "sign dataset": "signed",
         "sign model": "signed", "verify dataset": "verified", "verify model": "verified",
-        "tamper and verify": "caught", "ledger verify": "intact", "lineage": "answered", "ledger tamper": "caught",
+        "scan": "clean and planted caught", "tamper and verify": "caught", "ledger verify": "intact",
+        "lineage": "answered", "ledger tamper": "caught",
     }
     steps = {s["title"]: s for s in story.steps}
     caught = steps["tamper and verify"]
     assert caught["file"] == "model.joblib" and caught["rule_id"] == "MLF-ART-001"
-    assert steps["ledger verify"]["entries"] == 8
+    assert steps["ledger verify"]["entries"] == 10
+    assert steps["scan"]["caught_rule"] == "MLF-MOD-001"
     assert steps["lineage"]["trained_on"] == ["customers"]
     assert steps["lineage"]["deployed"] == ["endpoint:churn in aws"]
-    assert steps["ledger tamper"]["first_bad"] == 7  # the failed verification an attacker tried to rewrite
+    assert steps["ledger tamper"]["first_bad"] == 9  # the failed verification an attacker tried to rewrite
     text = console.export_text()
     assert "FAILED as it must" in text and "model.joblib" in text
     for name in ("data-steward", "release"):  # the signers the example policy names

@@ -103,6 +103,8 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
     from mlfort.lineage import build_lineage, render
     from mlfort.policy import load_policy, write_example_policy
     from mlfort.policy.signers import trusted_signer_keys
+    from mlfort.report import Severity
+    from mlfort.scan.engine import scan_paths
 
     say(f"[bold]mlfort demo[/bold] in {base}\n")
     t = time.perf_counter()
@@ -158,16 +160,34 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
 
         model_dir = base / "models" / "churn-model"
         accuracy = _train(dataset, model_dir)
+        scanned = scan_paths([model_dir], workers=1)
+        blocking = [f for f in scanned.findings if f.severity.at_least(Severity.MEDIUM)]
+        if blocking:
+            raise DemoFailed(f"the freshly trained model did not scan clean: {blocking}")
+        ledger.record(Event(action="scan.models", actor="user:release-manager", resource="model:churn-model",
+                            details={"files": scanned.files, "findings": 0}))
+        say(f"[bold]5. Train, then scan before signing.[/bold] {scanned.summary()}: clean (nothing in it imports "
+            "code outside the allowlist of what scikit-learn and NumPy files use).")
+        planted = _plant_malicious_model(base / "models" / "churn-model-v2")
+        caught = scan_paths([planted], workers=1)
+        critical = [f for f in caught.findings if f.rule_id == "MLF-MOD-001"]
+        if not critical:
+            raise DemoFailed(f"the planted model was not caught: {caught.findings}")
+        ledger.record(Event(action="scan.models", actor="user:release-manager", resource="model:churn-model-v2",
+                            outcome="failure", reason=f"MLF-MOD-001 {critical[0].message}"[:500]))
+        say(f"   A planted \"v2\" of the model (a joblib file that calls os.system when loaded): [red]REFUSED[/red]: "
+            f"{critical[0].rule_id} {critical[0].message}. It is never signed.")
+        story.record("scan", "clean and planted caught", clean_files=scanned.files, caught_rule=critical[0].rule_id)
         md = sign_artifact(model_dir, load_private_key(release.private_key))
         md_ref = ref(md.manifest.root_digest(), model_dir, "churn-model", "model")
-        ledger.append([
+        run_index = ledger.append([
             Event(action="run.finish", actor="workload:trainer", resource="run:train-0001", run_id="train-0001",
                   environment="onprem", reads=(ds_ref,), writes=(md_ref,),
                   details={"command": "python train.py", "test_accuracy": round(accuracy, 4)}),
             Event(action="artifacts.sign", actor="user:release-manager", resource="model:churn-model",
                   writes=(md_ref,)),
-        ])
-        say(f"[bold]5. Train and sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
+        ])[0]
+        say(f"[bold]6. Sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
             f"(test accuracy {accuracy:.2f}) to {model_dir.relative_to(base)}/; release signed it: root digest "
             f"sha256:{md.manifest.root_digest()[:16]}…")
         story.record("train", "trained", path=str(model_dir), test_accuracy=round(accuracy, 4))
@@ -186,7 +206,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             Event(action="model.deploy", actor="user:release-manager", resource="endpoint:churn", environment="aws",
                   reads=(md_ref,), details={"endpoint": "https://churn.ml.acme.eu/v1/predict"}),
         ])
-        say("[bold]6. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
+        say("[bold]7. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
             "fails with the data steward's: each artifact trusts only its own signers); deployed to endpoint "
             "`churn` in aws.")
         story.record("verify model", "verified", files=checked.files_checked)
@@ -204,7 +224,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         ledger.record(Event(action="artifacts.verify", actor="workload:inference", resource="model:churn-model",
                             reads=(md_ref,), environment="aws", outcome="failure",
                             reason=f"{finding.rule_id} model.joblib changed"))
-        say(f"[bold]7. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
+        say(f"[bold]8. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
             "attacker swapping weights in storage would.")
         say(f"   Verify again: [red]FAILED[/red] as it must: {finding.rule_id} {finding.message}")
         say("   `mlfort artifacts verify` exits 1 here, so a pipeline stops before loading the model.")
@@ -216,11 +236,11 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             raise DemoFailed(f"the fresh ledger did not verify: {report.findings}")
         cp = ledger.latest_checkpoint()
         assert cp is not None
-        proof = ledger.prove(3)
-        say(f"[bold]8. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
+        proof = ledger.prove(run_index)
+        say(f"[bold]9. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
             f"{report.checkpoints} signed checkpoints (Ed25519), root {report.root.hex()[:16]}… `mlfort ledger "
-            f"verify` recomputes the Merkle tree: [green]intact[/green]. Entry 3 (the training run) is proven "
-            f"in the tree with {len(proof.path)} hashes.")
+            f"verify` recomputes the Merkle tree: [green]intact[/green]. Entry {run_index} (the training run) is "
+            f"proven in the tree with {len(proof.path)} hashes.")
         story.record("ledger verify", "intact", entries=report.size, checkpoints=report.checkpoints,
                      root=report.root.hex())
 
@@ -229,7 +249,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         deployed = sorted(f"endpoint:{d.endpoint} in {d.environment}" for d in graph.deployments())
         if trained_on != ["customers"] or deployed != ["endpoint:churn in aws"]:
             raise DemoFailed(f"lineage did not find the run: trained on {trained_on}, deployed {deployed}")
-        say(f"[bold]9. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
+        say(f"[bold]10. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
             f"(digest sha256:{ds.manifest.root_digest()[:16]}…), in run train-0001 on-prem; it runs at "
             f"{', '.join(deployed)}. `mlfort lineage show churn-model --format mermaid` draws it (styles left out):")
         drawing = [line for line in render(graph, "mermaid").splitlines() if not line.lstrip().startswith("class")]
@@ -240,13 +260,32 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         with db:
             db.execute("DROP TRIGGER entries_no_update")  # what an attacker with the database file can do
             db.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'failure', 'success') AS BLOB) "
-                       "WHERE CAST(body AS TEXT) LIKE '%\"failure\"%'")
+                       "WHERE CAST(body AS TEXT) LIKE '%\"failure\"%' "
+                       "AND CAST(body AS TEXT) LIKE '%\"artifacts.verify\"%'")
         db.close()
         report = verify_ledger(ledger.store, ledger.verifiers)
         if report.ok or report.first_bad is None:
             raise DemoFailed("rewriting the ledger was not caught")
-        say(f"[bold]10. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
+        say(f"[bold]11. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
             f"database. `mlfort ledger verify`: [red]FAILED[/red] as it must: {report.findings[0].message}.")
         story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
     say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): scanners, encryption, workload "
         "identity and the gateway.")
+
+
+class _RunsShell:
+    """What a poisoned model file carries: unpickling it calls os.system. It is only ever pickled here."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("echo the attacker runs code here",))
+
+
+def _plant_malicious_model(folder: Path) -> Path:
+    """A model folder whose joblib file runs a shell command when loaded (written, never loaded)."""
+    import joblib
+
+    folder.mkdir(parents=True)
+    joblib.dump({"model": _RunsShell(), "version": 2}, folder / "model.joblib")
+    return folder
