@@ -62,9 +62,13 @@ def detect(head: bytes, hint: str | None = None) -> str:
             return "safetensors"
     if len(head) >= 2 and head[0] in (0x78,) and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"
-    if len(head) >= 13 and head[0] == 0x5D and head[1:5] in (b"\x00\x00\x80\x00", b"\x00\x00\x00\x01",
-                                                             b"\x00\x00\x00\x04", b"\x00\x00\x10\x00"):
+    if _looks_like_lzma_alone(head):
         return "lzma"
+    if head.startswith(b"ZF0x"):
+        return "joblib-zfile"  # joblib < 0.10 compressed pickles, which joblib.load still reads
+    for magic, fmt in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            return fmt
     if hint in ("pickle", "onnx"):
         return hint
     stripped = head.lstrip()
@@ -81,6 +85,24 @@ def detect(head: bytes, hint: str | None = None) -> str:
     if head[:1] == b"\x08":  # ONNX ModelProto starts with field 1 (ir_version), varint
         return "onnx"
     return "unknown"
+
+
+_UNSUPPORTED_MAGIC = ((b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar"), (b"\x04\x22\x4d\x18", "lz4"),
+                      (b"\x28\xb5\x2f\xfd", "zstd"))
+"""Containers the scanner cannot open: named, so the report says what was not scanned."""
+
+
+def _looks_like_lzma_alone(head: bytes) -> bool:
+    """The 13-byte `.lzma` header: properties 0x5D (lc=3, lp=0, pb=2: every encoder's default), a dictionary
+    size of 2^n or 2^n + 2^(n-1) (what encoders write: joblib's presets use 64 KiB to 64 MiB), then the size or -1."""
+    if len(head) < 13 or head[0] != 0x5D:
+        return False
+    (dict_size,) = struct.unpack_from("<I", head, 1)
+    (size,) = struct.unpack_from("<Q", head, 5)
+    bits = bin(dict_size).count("1")
+    if dict_size < 4096 or not (bits == 1 or (bits == 2 and dict_size & (dict_size >> 1))):
+        return False
+    return size == (1 << 64) - 1 or size < 1 << 48
 
 
 def _is_text(head: bytes) -> bool:
@@ -140,6 +162,11 @@ def scan_member(member: Member, ctx: ScanContext) -> None:
             return
         fmt = detect(head, member.hint)
         ctx.formats[fmt] += 1
+        appended = HANDLERS.get("zip-appended")
+        if appended is not None and fmt != "zip":
+            # zipfile (and so Keras, NumPy's zipfile users...) opens a zip appended to any file: check the tail
+            appended(member, stream, ctx)
+            stream.seek(0)
         if fmt in TEXT_FORMATS:
             return
         handler = HANDLERS.get(fmt)

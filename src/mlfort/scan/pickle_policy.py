@@ -714,8 +714,19 @@ _SUFFIX_MODULES = frozenset(
 )
 
 
+# Exceptions inside denied packages, checked first: TorchScript archives pickle their debug info and constants
+# with these, and each returns its argument unchanged (torch/jit/_pickle.py).
+_TORCHSCRIPT_IDENTITIES: frozenset[str] = frozenset(
+    f"torch.jit._pickle.{n}"
+    for n in ("build_intlist", "build_tensorlist", "build_doublelist", "build_boollist", "build_tensor_from_id",
+              "restore_type_tag")
+)
+
+
 def judge(module: str, name: str) -> Judgement:
     """The verdict on importing `name` from `module` as `find_class` would (dotted names are attribute chains)."""
+    if f"{module}.{name}" in _TORCHSCRIPT_IDENTITIES:
+        return Judgement(Verdict.SAFE, "allowlisted (a TorchScript identity function)")
     mapped = python3_spelling(module, name)
     candidates = [(module, name)] + ([mapped] if mapped != (module, name) else [])
     for mod, nm in candidates:

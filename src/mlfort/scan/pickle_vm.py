@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,14 +126,14 @@ class _Reader:
             self.seekable = stream.seekable()
         except (AttributeError, OSError, ValueError):
             self.seekable = False
+        # The end is known cheaply only for real files: seeking to the end of a decompressing stream would inflate
+        # all of it once just to learn its size (and again while scanning).
         self.end: int | None = None
         if self.seekable:
             try:
-                here = stream.tell()
-                self.end = stream.seek(0, io.SEEK_END)
-                stream.seek(here)
-            except OSError:
-                self.seekable = False
+                self.end = os.fstat(stream.fileno()).st_size
+            except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+                self.end = None
 
     @property
     def pos(self) -> int:
@@ -175,10 +176,18 @@ class _Reader:
             self.i += n
             return
         target = self.pos + n
-        if self.seekable and self.end is not None:
-            if target > self.end:
+        if self.seekable:
+            if self.end is not None and target > self.end:
                 raise PickleError(f"truncated: {n} bytes declared at offset {self.pos}, the stream ends first")
-            self.stream.seek(target)
+            # Seek to just before the target and read its last byte: streams of unknown length (BytesIO,
+            # decompressors) happily seek past their end, so the byte proves the argument is really there.
+            try:
+                self.stream.seek(target - 1)
+                last = self.stream.read(1)
+            except (OSError, ValueError) as exc:
+                raise PickleError(f"cannot skip {n} bytes at offset {self.pos}: {exc}") from None
+            if len(last) != 1:
+                raise PickleError(f"truncated: {n} bytes declared at offset {self.pos}, the stream ends first")
             self.buf, self.i, self.base = b"", 0, target
             return
         n -= avail
