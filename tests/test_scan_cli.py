@@ -76,7 +76,10 @@ def test_symlinks_out_of_the_folder_and_fifos_are_findings(tmp_path):
     assert not any(f.rule_id == "MLF-MOD-001" for f in report.findings)  # the outside file was not followed
 
 
-def test_many_files_fan_out_over_processes_with_the_same_result(tmp_path):
+def test_many_files_fan_out_over_processes_with_the_same_result(tmp_path, monkeypatch):
+    from mlfort.scan import engine
+
+    monkeypatch.setattr(engine, "PROCESS_MIN_BYTES", 0)  # small files normally stay in-process
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(40):

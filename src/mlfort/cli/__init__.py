@@ -1,18 +1,22 @@
 """The `mlfort` command line: one typer app, one module per command group. Parses, calls one function, renders.
 
-Heavy imports (pydantic, cryptography, scikit-learn) happen inside the commands, so `mlfort --help` and the
-hashing hot path start fast.
+Heavy imports (pydantic, cryptography, scikit-learn) happen inside the commands, and `main` loads only the command
+group that is asked for (`mlfort scan ...` never imports the ledger's or the artifacts' modules), so the hot paths
+start fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 
 from mlfort import __version__
-from mlfort.cli import artifacts, demo, keys, ledger, lineage, policy, scan
 from mlfort.errors import MlfortError
+
+GROUPS = ("policy", "artifacts", "keys", "ledger", "lineage", "scan")
+"""Command groups, each the `app` of the module of the same name under mlfort.cli."""
 
 app = typer.Typer(
     name="mlfort",
@@ -49,14 +53,22 @@ def _root(
     """Zero-trust ML pipelines from one policy file."""
 
 
-app.add_typer(policy.app, name="policy")
-app.add_typer(artifacts.app, name="artifacts")
-app.add_typer(keys.app, name="keys")
-app.add_typer(ledger.app, name="ledger")
-app.add_typer(lineage.app, name="lineage")
-app.add_typer(scan.app, name="scan")
-app.command("init")(policy.init)
-app.command("demo")(demo.demo)
+_registered: set[str] = set()
+
+
+def register(only: str | None = None) -> typer.Typer:
+    """Add the command groups (or just `only`) and the top-level commands to `app`; return it."""
+    for name in GROUPS if only is None else (only,):
+        if name not in _registered:
+            app.add_typer(importlib.import_module(f"mlfort.cli.{name}").app, name=name)
+            _registered.add(name)
+    if only is None and "init" not in _registered:
+        from mlfort.cli import demo, policy
+
+        app.command("init")(policy.init)
+        app.command("demo")(demo.demo)
+        _registered.add("init")
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     click (standalone mode) turns usage errors into exit 2 and typer.Exit into its code; mlfort's own errors
     become one `error:` line on stderr and their exit code (2 for bad input, 1 for a failed verification).
     """
+    args = sys.argv[1:] if argv is None else argv
+    first = next((a for a in args if not a.startswith("-")), None)
     try:
-        app(args=argv)
+        register(first if first in GROUPS else None)(args=args)
     except MlfortError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -12,7 +12,6 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from mlfort.report import Finding, Location
 from mlfort.scan.base import Limits, Member, ScanContext
 from mlfort.scan.rules import finding
 
-PROCESS_THRESHOLD = 16
-"""Fewer files than this are scanned in this process (a pool costs more than it saves)."""
+PROCESS_MIN_FILES = 2
+PROCESS_MIN_BYTES = 64 << 20
+"""Below this much data the files are scanned in this process: a pool's start-up costs more than it saves."""
 CHUNK = 32
 
 
@@ -137,8 +137,10 @@ def scan_paths(paths: Sequence[Path], *, workers: int | None = None, limits: Lim
     formats: Counter[str] = Counter()
     members = 0
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(files) >= PROCESS_THRESHOLD:
+    total = sum(size for _, _, size in files)
+    if workers > 1 and len(files) >= PROCESS_MIN_FILES and total >= PROCESS_MIN_BYTES:
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         items = [(str(p), str(r)) for p, r, _ in files]
         chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
@@ -161,5 +163,5 @@ def scan_paths(paths: Sequence[Path], *, workers: int | None = None, limits: Lim
             if progress is not None:
                 progress(i)
     return ScanReport(findings=tuple(findings), files=len(files), members=members,
-                      bytes=sum(size for _, _, size in files), formats=formats,
+                      bytes=total, formats=formats,
                       seconds=time.perf_counter() - started)

@@ -160,9 +160,16 @@ class _Reader:
         return not self._fill(1)
 
     def peek(self) -> int | None:
+        if self.i < len(self.buf):  # the common case, without a call
+            return self.buf[self.i]
         return self.buf[self.i] if self._fill(1) else None
 
     def take(self, n: int) -> bytes:
+        i = self.i
+        j = i + n
+        if j <= len(self.buf):  # the common case, without a call
+            self.i = j
+            return self.buf[i:j]
         if not self._fill(n):
             raise PickleError(f"truncated: {n} bytes needed at offset {self.pos}")
         out = self.buf[self.i:self.i + n]
@@ -280,8 +287,6 @@ class _Machine:
         self.proto = 0
         self.limit = scan.ctx.limits.max_memory_arg
         self.op_offset = 0
-        self.dispatch: dict[int, Callable[[], bool | None]] = {
-            ord(k): getattr(self, f"op_{v}") for k, v in _OPS.items()}
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def push(self, v: Any) -> None:
@@ -325,20 +330,24 @@ class _Machine:
         """Run to STOP; return the value STOP pops."""
         limits = self.s.ctx.limits
         r = self.r
-        dispatch = self.dispatch
+        dispatch = _OPCODE_TABLE
+        scan = self.s
+        max_ops = limits.max_pickle_opcodes
         while True:
-            self.op_offset = r.pos
-            op = r.peek()
+            i = r.i
+            self.op_offset = r.base + i
+            buf = r.buf
+            op = buf[i] if i < len(buf) else r.peek()
             if op is None:
                 raise PickleError(f"truncated: the stream ends at byte {self.op_offset} without STOP")
             r.i += 1
-            self.s.opcodes += 1
-            if self.s.opcodes > limits.max_pickle_opcodes:
+            scan.opcodes += 1
+            if scan.opcodes > max_ops:
                 raise _LimitError
             fn = dispatch.get(op)
             if fn is None:
                 raise PickleError(f"unknown opcode 0x{op:02x} at byte {self.op_offset}")
-            if fn():
+            if fn(self):
                 return self.stack.pop() if self.stack else UNKNOWN
 
     # -- calls --------------------------------------------------------------------------------------------------
@@ -772,6 +781,13 @@ _OPS: dict[str, str] = {
 OPCODE_BYTES = frozenset(ord(k) for k in _OPS)
 """Every valid opcode byte (used to tell a second pickle from trailing data)."""
 
+
+
+
+# Opcode byte -> unbound handler, built once (not per pickle: a folder of small files pays it thousands of times).
+_OPCODE_TABLE: dict[int, Callable[[_Machine], bool | None]] = {
+    ord(k): getattr(_Machine, f"op_{v}") for k, v in _OPS.items()
+}
 
 class _LimitError(Exception):
     pass
