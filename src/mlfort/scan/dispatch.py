@@ -129,6 +129,21 @@ def _looks_like_text_pickle(head: bytes) -> bool:
     return head[:1] in (b"(", b"]", b"}") and (b"\n" in head[:64] or head.rstrip().endswith(b"."))
 
 
+def _name_hint(path: str) -> str | None:
+    """A format hint from the name, for formats with no magic number: `.onnx` (a protobuf may start with any field,
+    so a crafted model need not begin with 0x08). Only a hint: magic numbers still win, and the ONNX handler checks
+    the structure."""
+    return "onnx" if path.lower().endswith(".onnx") else None
+
+
+_KERAS_CONFIG_NAMES = ("config.json", "metadata.json")
+"""Members of a `.keras` zip routed to the Keras config check (in addition to their format's handler)."""
+
+
+def _is_keras_config_name(path: str) -> bool:
+    return path.rsplit("!", 1)[-1].rsplit("/", 1)[-1] in _KERAS_CONFIG_NAMES
+
+
 def load_handlers() -> None:
     """Import every handler module (each registers itself)."""
     from mlfort.scan import formats  # noqa: F401
@@ -160,12 +175,18 @@ def scan_member(member: Member, ctx: ScanContext) -> None:
         except OSError as exc:
             ctx.add(finding("MLF-MOD-003", member.path, f"cannot be read: {exc.strerror or exc}"))
             return
-        fmt = detect(head, member.hint)
+        fmt = detect(head, member.hint or _name_hint(member.path))
         ctx.formats[fmt] += 1
         appended = HANDLERS.get("zip-appended")
         if appended is not None and fmt != "zip":
             # zipfile (and so Keras, NumPy's zipfile users...) opens a zip appended to any file: check the tail
             appended(member, stream, ctx)
+            stream.seek(0)
+        keras_config = HANDLERS.get("keras-config")
+        if keras_config is not None and member.depth > 0 and _is_keras_config_name(member.path):
+            # a `.keras` zip's config.json is the model definition Keras deserializes, whatever its bytes look like
+            # (json.loads also reads UTF-16): judge it as Keras reads it, then as the format it looks like
+            keras_config(member, stream, ctx)
             stream.seek(0)
         if fmt in TEXT_FORMATS:
             return
