@@ -109,3 +109,17 @@ def test_tiny_and_truncated_files_never_crash(tmp_path, content):
     path.write_bytes(content)
     report = scan_paths([path], workers=1)
     assert report.files == 1  # findings or none, but never an exception
+
+
+def test_a_handler_that_chokes_is_a_finding_not_a_crash(tmp_path, monkeypatch):
+    from mlfort.scan import dispatch
+
+    def broken(member, stream, ctx):
+        raise ValueError("a bug the file found")
+
+    dispatch.load_handlers()
+    monkeypatch.setitem(dispatch.HANDLERS, "pickle", broken)
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    (finding,) = scan_paths([path], workers=1).findings
+    assert finding.rule_id == "MLF-MOD-003" and "ValueError" in finding.message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import BinaryIO
 
 from mlfort.scan.base import Handler, Member, ScanContext
 from mlfort.scan.rules import finding
@@ -177,29 +178,37 @@ def scan_member(member: Member, ctx: ScanContext) -> None:
             return
         fmt = detect(head, member.hint or _name_hint(member.path))
         ctx.formats[fmt] += 1
-        appended = HANDLERS.get("zip-appended")
-        if appended is not None and fmt != "zip":
-            # zipfile (and so Keras, NumPy's zipfile users...) opens a zip appended to any file: check the tail
-            appended(member, stream, ctx)
-            stream.seek(0)
-        keras_config = HANDLERS.get("keras-config")
-        if keras_config is not None and member.depth > 0 and _is_keras_config_name(member.path):
-            # a `.keras` zip's config.json is the model definition Keras deserializes, whatever its bytes look like
-            # (json.loads also reads UTF-16): judge it as Keras reads it, then as the format it looks like
-            keras_config(member, stream, ctx)
-            stream.seek(0)
-        if fmt in TEXT_FORMATS:
-            return
-        handler = HANDLERS.get(fmt)
-        if handler is None:
-            if fmt == "unknown" and not head:
-                return  # an empty file holds nothing
-            ctx.add(finding("MLF-MOD-005", member.path, f"format not recognised ({head[:8].hex()}…); not scanned",
-                            format=fmt))
-            return
         try:
-            handler(member, stream, ctx)
+            _dispatch(member, stream, ctx, fmt, head)
         except RecursionError:
             ctx.add(finding("MLF-MOD-004", member.path, "structure nests too deep to analyse", limit="recursion"))
         except MemoryError:
             ctx.add(finding("MLF-MOD-004", member.path, "needs more memory than the scanner allows", limit="memory"))
+        except Exception as exc:  # noqa: BLE001 - fail closed: a file the scanner chokes on is a finding, not a crash
+            ctx.add(finding("MLF-MOD-003", member.path, f"the {fmt} scanner could not analyse it "
+                            f"({type(exc).__name__}: {str(exc)[:200]}); treat it as unsafe", format=fmt))
+
+
+def _dispatch(member: Member, stream: BinaryIO, ctx: ScanContext, fmt: str, head: bytes) -> None:
+    """Run the hooks and the format's handler on an open member."""
+    appended = HANDLERS.get("zip-appended")
+    if appended is not None and fmt != "zip":
+        # zipfile (and so Keras, NumPy's zipfile users...) opens a zip appended to any file: check the tail
+        appended(member, stream, ctx)
+        stream.seek(0)
+    keras_config = HANDLERS.get("keras-config")
+    if keras_config is not None and member.depth > 0 and _is_keras_config_name(member.path):
+        # a `.keras` zip's config.json is the model definition Keras deserializes, whatever its bytes look like
+        # (json.loads also reads UTF-16): judge it as Keras reads it, then as the format it looks like
+        keras_config(member, stream, ctx)
+        stream.seek(0)
+    if fmt in TEXT_FORMATS:
+        return
+    handler = HANDLERS.get(fmt)
+    if handler is None:
+        if fmt == "unknown" and not head:
+            return  # an empty file holds nothing
+        ctx.add(finding("MLF-MOD-005", member.path, f"format not recognised ({head[:8].hex()}…); not scanned",
+                        format=fmt))
+        return
+    handler(member, stream, ctx)
