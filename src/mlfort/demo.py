@@ -269,8 +269,8 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         say(f"[bold]11. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
             f"database. `mlfort ledger verify`: [red]FAILED[/red] as it must: {report.findings[0].message}.")
         story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
-    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): scanners, encryption, workload "
-        "identity and the gateway.")
+    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): dependency, secret and PII "
+        "scanners, encryption, workload identity and the gateway.")
 
 
 class _RunsShell:
