@@ -123,3 +123,10 @@ def test_a_handler_that_chokes_is_a_finding_not_a_crash(tmp_path, monkeypatch):
     path.write_bytes(pickle.dumps({"a": 1}))
     (finding,) = scan_paths([path], workers=1).findings
     assert finding.rule_id == "MLF-MOD-003" and "ValueError" in finding.message
+
+
+def test_every_registered_format_has_its_module_named_for_lazy_loading():
+    from mlfort.scan import dispatch
+
+    dispatch.load_handlers()
+    assert set(dispatch.HANDLERS) == set(dispatch.MODULE_OF)

@@ -6,6 +6,7 @@ used when content is ambiguous, e.g. protocol-0 pickles and ONNX protobufs have 
 
 from __future__ import annotations
 
+import importlib
 import struct
 from collections.abc import Callable
 from typing import BinaryIO
@@ -145,15 +146,34 @@ def _is_keras_config_name(path: str) -> bool:
     return path.rsplit("!", 1)[-1].rsplit("/", 1)[-1] in _KERAS_CONFIG_NAMES
 
 
+MODULE_OF: dict[str, str] = {
+    "pickle": "pickles", "zip": "archives", "zip-appended": "archives", "tar": "archives",
+    "gzip": "compressed", "bz2": "compressed", "xz": "compressed", "lzma": "compressed", "zlib": "compressed",
+    "joblib-zfile": "compressed", "7z": "compressed", "rar": "compressed", "lz4": "compressed", "zstd": "compressed",
+    "numpy": "numpy_files", "hdf5": "hdf5", "keras-config": "keras", "onnx": "onnx", "safetensors": "safetensors",
+    "gguf": "gguf",
+}
+"""Which module under mlfort.scan.formats handles each format: imported on first need, so a folder of pickles
+never pays for the Keras, ONNX or GGUF code."""
+
+
+def handler_for(fmt: str) -> Handler | None:
+    """The handler of a format, importing its module the first time."""
+    handler = HANDLERS.get(fmt)
+    if handler is None and fmt in MODULE_OF:
+        importlib.import_module(f"mlfort.scan.formats.{MODULE_OF[fmt]}")
+        handler = HANDLERS.get(fmt)
+    return handler
+
+
 def load_handlers() -> None:
     """Import every handler module (each registers itself)."""
-    from mlfort.scan import formats  # noqa: F401
+    for module in sorted(set(MODULE_OF.values())):
+        importlib.import_module(f"mlfort.scan.formats.{module}")
 
 
 def scan_member(member: Member, ctx: ScanContext) -> None:
     """Detect and dispatch one member, enforcing depth and member-count limits."""
-    if not HANDLERS:
-        load_handlers()
     ctx.members += 1
     if member.depth > ctx.limits.max_depth:
         ctx.add(finding("MLF-MOD-004", member.path, f"nested more than {ctx.limits.max_depth} containers deep; "
@@ -189,22 +209,34 @@ def scan_member(member: Member, ctx: ScanContext) -> None:
                             f"({type(exc).__name__}: {str(exc)[:200]}); treat it as unsafe", format=fmt))
 
 
+def _tail_has_zip_end(member: Member, stream: BinaryIO) -> bool:
+    """Whether the last 64 KiB could hold a zip end record (the cheap test before the zip code is even imported).
+    Decompressed streams of unknown size are left out, as the zip-appended handler leaves them out."""
+    if member.depth > 0 and member.size is None:
+        return False
+    size = stream.seek(0, 2)
+    stream.seek(max(0, size - (22 + 0xFFFF)))
+    found = b"PK\x05\x06" in stream.read()
+    stream.seek(0)
+    return found
+
+
 def _dispatch(member: Member, stream: BinaryIO, ctx: ScanContext, fmt: str, head: bytes) -> None:
     """Run the hooks and the format's handler on an open member."""
-    appended = HANDLERS.get("zip-appended")
-    if appended is not None and fmt != "zip":
+    appended = handler_for("zip-appended") if fmt != "zip" and _tail_has_zip_end(member, stream) else None
+    if appended is not None:
         # zipfile (and so Keras, NumPy's zipfile users...) opens a zip appended to any file: check the tail
         appended(member, stream, ctx)
         stream.seek(0)
-    keras_config = HANDLERS.get("keras-config")
-    if keras_config is not None and member.depth > 0 and _is_keras_config_name(member.path):
+    keras_config = handler_for("keras-config") if member.depth > 0 and _is_keras_config_name(member.path) else None
+    if keras_config is not None:
         # a `.keras` zip's config.json is the model definition Keras deserializes, whatever its bytes look like
         # (json.loads also reads UTF-16): judge it as Keras reads it, then as the format it looks like
         keras_config(member, stream, ctx)
         stream.seek(0)
     if fmt in TEXT_FORMATS:
         return
-    handler = HANDLERS.get(fmt)
+    handler = handler_for(fmt)
     if handler is None:
         if fmt == "unknown" and not head:
             return  # an empty file holds nothing

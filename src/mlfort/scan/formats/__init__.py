@@ -1,13 +1,2 @@
-"""Format handlers; importing this package registers every one of them with `mlfort.scan.dispatch`."""
-
-from mlfort.scan.formats import (  # noqa: F401 - imported to register
-    archives,
-    compressed,
-    gguf,
-    hdf5,
-    keras,
-    numpy_files,
-    onnx,
-    pickles,
-    safetensors,
-)
+"""Format handlers, one module per format family; `mlfort.scan.dispatch` imports each on first need (its
+`MODULE_OF` names them) and every module registers its handlers with `@handles`."""
