@@ -281,6 +281,13 @@ def test_by_ref_finds_the_readers_and_writers_of_an_artifact(searchable: Ledger)
     assert searchable.by_ref(digest="sha256:" + "0" * 64) == []
 
 
+def test_by_ref_filters_by_action_and_takes_the_newest(searchable: Ledger) -> None:
+    assert [i for i, _, _ in searchable.by_ref(digest=D_MODEL, actions=["model.sign"])] == [2]
+    assert [i for i, _, _ in searchable.by_ref(digest=D_MODEL, exclude=["model.sign"])] == [0]
+    assert [i for i, _, _ in searchable.by_ref(digest=D_MODEL, newest=1)] == [2]
+    assert [i for i, _, _ in searchable.by_ref(digest=D_MODEL, newest=5)] == [0, 2]  # still oldest first
+
+
 def test_large_batches_are_indexed_on_the_next_query(store: LedgerStore, ledger: Ledger) -> None:
     ledger.append([event(i, actor="user:carol") for i in range(70)])  # above INDEX_INLINE: not indexed yet
     ledger.append([event(70, actor="user:dave")])  # indexes everything up to here

@@ -181,6 +181,24 @@ def test_sign_and_verify_events_name_artifacts_but_make_no_edges(ledger: Ledger)
     assert (node.signed, node.verified, node.names) == (True, "failure", ("customers",))  # the latest verify
 
 
+def test_only_the_newest_of_many_verifications_is_read(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    verify = Event(action="artifacts.verify", actor=ALICE, resource="dataset:customers", reads=(CUSTOMERS_V1,))
+    ledger.append([Event(action="artifacts.sign", actor=ALICE, resource="dataset:customers", writes=(CUSTOMERS_V1,))])
+    ledger.append([verify] * 300 + [Event(action="artifacts.verify", actor=ALICE, resource="dataset:customers",
+                                          reads=(CUSTOMERS_V1,), outcome="failure")])
+    decoded = []
+    original = Event.decode
+
+    def counting(body: bytes) -> Event:
+        decoded.append(1)
+        return original(body)
+
+    monkeypatch.setattr(Event, "decode", staticmethod(counting))
+    node = build_lineage(ledger, [CUSTOMERS_V1.digest]).node(f"artifact:{CUSTOMERS_V1.digest}")
+    assert node.verified == "failure"  # the newest
+    assert len(decoded) < 10  # not the 301 verifications
+
+
 def test_a_subject_no_event_mentions_is_not_known(ledger: Ledger) -> None:
     graph = build_lineage(ledger, [digest("nothing")])
     assert not graph.known and list(graph.nodes) == [f"artifact:{digest('nothing')}"]

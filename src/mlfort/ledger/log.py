@@ -237,12 +237,17 @@ class Ledger:
         size = self.store.size()
         return [(i, Event.decode(body)) for i, _, body in self.store.entries(max(0, size - n), size)]
 
-    def by_ref(self, digest: str | None = None, name: str | None = None) -> list[tuple[int, str, Event]]:
-        """Entries that read (r) or wrote (w) an artifact with this digest or name, re-checked against the entry."""
+    def by_ref(self, digest: str | None = None, name: str | None = None, *, actions: Sequence[str] = (),
+               exclude: Sequence[str] = (), newest: int | None = None) -> list[tuple[int, str, Event]]:
+        """Entries that read (r) or wrote (w) an artifact with this digest or name, oldest first, optionally only
+        some actions, without others, or the newest n; each re-checked against the entry itself."""
         self.store.catch_up()
         out = []
-        for i, role, body in self.store.by_ref(digest=digest, name=name):
+        rows = self.store.by_ref(digest=digest, name=name, actions=actions, exclude=exclude, newest=newest)
+        for i, role, body in rows:
             event = Event.decode(body)
+            if (actions and event.action not in actions) or event.action in exclude:
+                continue
             refs = event.reads if role == "r" else event.writes
             if any((digest and r.digest == digest) or (name and r.name == name) for r in refs):
                 out.append((i, role, event))

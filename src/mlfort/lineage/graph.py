@@ -189,6 +189,10 @@ class DeploymentNode:
 Node = ArtifactNode | RunNode | DeploymentNode
 
 
+VERIFY_ACTIONS: tuple[str, ...] = ("artifacts.verify",)
+"""Events of which lineage reads only the newest per artifact."""
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
     """One link of lineage, with the ledger entry that records it."""
@@ -333,7 +337,10 @@ class _Walk:
     # -- ledger look-ups (each one indexed; cached, since both directions visit the subjects) ---------------------
     def events_of(self, digest: str) -> list[tuple[int, str, Event]]:
         if digest not in self.events:
-            self.events[digest] = self.ledger.by_ref(digest=digest)
+            # Verifications can run into the thousands (every start of every server): only the latest one counts.
+            found = self.ledger.by_ref(digest=digest, exclude=VERIFY_ACTIONS)
+            found += self.ledger.by_ref(digest=digest, actions=VERIFY_ACTIONS, newest=1)
+            self.events[digest] = sorted(found, key=lambda row: row[0])
             for idx, role, event in self.events[digest]:
                 self._learn(digest, idx, role, event)
         return self.events[digest]

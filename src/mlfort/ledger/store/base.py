@@ -158,8 +158,10 @@ class LedgerStore(ABC):
         """(index, body) of entries whose index columns match (after `catch_up`); callers re-check the bodies."""
 
     @abstractmethod
-    def by_ref(self, digest: str | None = None, name: str | None = None) -> list[tuple[int, str, bytes]]:
-        """(index, role, body) of entries the index says read (r) or wrote (w) this digest or name."""
+    def by_ref(self, digest: str | None = None, name: str | None = None, *, actions: Sequence[str] = (),
+               exclude: Sequence[str] = (), newest: int | None = None) -> list[tuple[int, str, bytes]]:
+        """(index, role, body) of entries the index says read (r) or wrote (w) this digest or name, oldest first;
+        only those `actions`, none of `exclude`, and only the `newest` n when given."""
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     @abstractmethod
@@ -215,3 +217,23 @@ def query_sql(q: Query, mark: str) -> tuple[str, list[object]]:
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def by_ref_sql(digest: str | None, name: str | None, mark: str, *, actions: Sequence[str] = (),
+               exclude: Sequence[str] = (), newest: int | None = None) -> tuple[str, list[object]]:
+    """SELECT idx, role, body of the entries referring to a digest or name (values always go as parameters)."""
+    column, value = ("digest", digest) if digest else ("name", name)
+    sql = "SELECT DISTINCT r.idx, r.role, e.body FROM refs r JOIN entries e ON e.idx = r.idx"
+    args: list[object] = [value]
+    where = [f"r.{column} = {mark}"]
+    if actions or exclude:
+        sql += " JOIN search s ON s.idx = r.idx"
+    if actions:
+        where.append(f"s.action IN ({', '.join([mark] * len(actions))})")
+        args += list(actions)
+    if exclude:
+        where.append(f"s.action NOT IN ({', '.join([mark] * len(exclude))})")
+        args += list(exclude)
+    sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY r.idx DESC LIMIT {int(newest)}" if newest is not None else " ORDER BY r.idx"
+    return sql, args

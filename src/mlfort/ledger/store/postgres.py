@@ -22,7 +22,7 @@ from mlfort.ledger import merkle
 from mlfort.ledger.event import utc_now
 from mlfort.ledger.merkle import NodeId
 from mlfort.ledger.store import redact_url
-from mlfort.ledger.store.base import LedgerStore, Query, StoreError, WriteTransaction, query_sql, search_row
+from mlfort.ledger.store.base import LedgerStore, Query, StoreError, WriteTransaction, by_ref_sql, query_sql, search_row
 
 try:
     import psycopg
@@ -267,10 +267,10 @@ class PostgresStore(LedgerStore):
         sql, args = query_sql(q, "%s")
         return [(int(i), bytes(b)) for i, b in self._read(sql, args)]
 
-    def by_ref(self, digest: str | None = None, name: str | None = None) -> list[tuple[int, str, bytes]]:
-        column, value = ("digest", digest) if digest else ("name", name)
-        rows = self._read(f"SELECT DISTINCT r.idx, r.role, e.body FROM refs r JOIN entries e ON e.idx = r.idx "  # noqa: S608
-                          f"WHERE r.{column} = %s ORDER BY r.idx", (value,))
+    def by_ref(self, digest: str | None = None, name: str | None = None, *, actions: Sequence[str] = (),
+               exclude: Sequence[str] = (), newest: int | None = None) -> list[tuple[int, str, bytes]]:
+        sql, args = by_ref_sql(digest, name, "%s", actions=actions, exclude=exclude, newest=newest)
+        rows = sorted(self._read(sql, args), key=lambda row: row[0])
         return [(int(i), str(r), bytes(b)) for i, r, b in rows]
 
     def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
