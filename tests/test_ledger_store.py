@@ -172,8 +172,7 @@ def test_append_returns_the_first_index_and_moves_the_head(store: LedgerStore) -
 
 
 def test_entries_stream_in_chunks_across_chunk_boundaries(store: LedgerStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = sys.modules[type(store).__module__]
-    monkeypatch.setattr(module, "CHUNK", 7)
+    monkeypatch.setattr(store, "CHUNK", 7)  # the reads both SQL stores share page through CHUNK rows
     bodies = [f"entry {i}".encode() for i in range(50)]
     store.append(bodies)
     assert [b for _, _, b in store.entries()] == bodies

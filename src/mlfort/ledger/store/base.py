@@ -187,6 +187,76 @@ class LedgerStore(ABC):
         self.close()
 
 
+class SqlStore(LedgerStore):
+    """The reads both SQL stores share (same tables, same statements); a backend supplies `_read` and its
+    placeholder `mark`. Stored values are passed through as the driver returns them: `ledger verify` must see a
+    tampered column's real type (SQLite's replace() turns a BLOB into TEXT) rather than crash converting it."""
+
+    mark: str = "?"
+    """The driver's placeholder. The only text formatted into statements: values always go as parameters."""
+    CHUNK = 8192
+
+    @abstractmethod
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+        """Run one read statement; driver errors become StoreError."""
+
+    def size(self) -> int:
+        rows = self._read("SELECT size FROM head WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        if end is None:
+            last = self._read("SELECT MAX(idx) FROM entries")[0][0]
+            end = -1 if last is None else int(last) + 1
+        m = self.mark
+        pos = start
+        while pos < end:
+            hi = min(pos + self.CHUNK, end)
+            sql = f"SELECT idx, leaf, body FROM entries WHERE idx >= {m} AND idx < {m} ORDER BY idx"  # noqa: S608
+            yield from self._read(sql, (pos, hi))
+            pos = hi
+
+    def level(self, level: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        base = level << merkle.MAX_LEVEL
+        m = self.mark
+        pos = start
+        while pos < end:
+            hi = min(pos + self.CHUNK, end)
+            sql = f"SELECT id, hash FROM nodes WHERE id >= {m} AND id < {m} ORDER BY id"  # noqa: S608
+            for key, h in self._read(sql, (base + pos, base + hi)):
+                yield int(key) - base, h
+            pos = hi
+
+    def query(self, q: Query) -> list[tuple[int, bytes]]:
+        sql, args = query_sql(q, self.mark)
+        return [(int(i), bytes(b)) for i, b in self._read(sql, args)]
+
+    def by_ref(self, digest: str | None = None, name: str | None = None, *, actions: Sequence[str] = (),
+               exclude: Sequence[str] = (), newest: int | None = None) -> list[tuple[int, str, bytes]]:
+        sql, args = by_ref_sql(digest, name, self.mark, actions=actions, exclude=exclude, newest=newest)
+        rows = sorted(self._read(sql, args), key=lambda row: row[0])
+        return [(int(i), str(r), bytes(b)) for i, r, b in rows]
+
+    def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
+        last = after
+        while True:
+            sql = f"SELECT size, note FROM checkpoints WHERE size > {self.mark} ORDER BY size LIMIT 1000"  # noqa: S608
+            rows = self._read(sql, (last,))
+            if not rows:
+                return
+            for size, note in rows:
+                yield int(size), str(note)
+            last = int(rows[-1][0])
+
+    def checkpoint_at(self, size: int) -> str | None:
+        rows = self._read(f"SELECT note FROM checkpoints WHERE size = {self.mark}", (size,))  # noqa: S608
+        return str(rows[0][0]) if rows else None
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
 def query_sql(q: Query, mark: str) -> tuple[str, list[object]]:
     """SELECT idx, body for a Query over the search index; `mark` is the driver's placeholder (values always go
     as parameters)."""

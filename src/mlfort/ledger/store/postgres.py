@@ -22,7 +22,12 @@ from mlfort.ledger import merkle
 from mlfort.ledger.event import utc_now
 from mlfort.ledger.merkle import NodeId
 from mlfort.ledger.store import redact_url
-from mlfort.ledger.store.base import LedgerStore, Query, StoreError, WriteTransaction, by_ref_sql, query_sql, search_row
+from mlfort.ledger.store.base import (
+    SqlStore,
+    StoreError,
+    WriteTransaction,
+    search_row,
+)
 
 try:
     import psycopg
@@ -31,7 +36,6 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the optional dependency
     psycopg = None  # type: ignore[assignment]
 
-CHUNK = 8192
 CONNECT_TIMEOUT_S = 10
 LOCK_TIMEOUT = "60s"
 """How long an appender waits for the head row (SQLite's busy timeout is the same 60 s)."""
@@ -92,8 +96,10 @@ def _safe_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*/")))
 
 
-class PostgresStore(LedgerStore):
+class PostgresStore(SqlStore):
     """A ledger in one PostgreSQL database (its own tables in the connection's default schema)."""
+
+    mark = "%s"
 
     def __init__(self, url: str) -> None:
         if psycopg is None:
@@ -234,63 +240,8 @@ class PostgresStore(LedgerStore):
         except psycopg.Error as exc:
             raise self._error("cannot read", exc) from None
 
-    def size(self) -> int:
-        rows = self._read("SELECT size FROM head WHERE id = 1")
-        return int(rows[0][0]) if rows else 0
-
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
         return _read_nodes(self._read, ids)
-
-    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
-        if end is None:
-            last = self._read("SELECT MAX(idx) FROM entries")[0][0]
-            end = -1 if last is None else int(last) + 1
-        pos = start
-        while pos < end:
-            hi = min(pos + CHUNK, end)
-            for idx, leaf, body in self._read(
-                    "SELECT idx, leaf, body FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx", (pos, hi)):
-                yield int(idx), bytes(leaf), bytes(body)
-            pos = hi
-
-    def level(self, level: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-        base = level << merkle.MAX_LEVEL
-        pos = start
-        while pos < end:
-            hi = min(pos + CHUNK, end)
-            for key, h in self._read("SELECT id, hash FROM nodes WHERE id >= %s AND id < %s ORDER BY id",
-                                     (base + pos, base + hi)):
-                yield int(key) - base, bytes(h)
-            pos = hi
-
-    def query(self, q: Query) -> list[tuple[int, bytes]]:
-        sql, args = query_sql(q, "%s")
-        return [(int(i), bytes(b)) for i, b in self._read(sql, args)]
-
-    def by_ref(self, digest: str | None = None, name: str | None = None, *, actions: Sequence[str] = (),
-               exclude: Sequence[str] = (), newest: int | None = None) -> list[tuple[int, str, bytes]]:
-        sql, args = by_ref_sql(digest, name, "%s", actions=actions, exclude=exclude, newest=newest)
-        rows = sorted(self._read(sql, args), key=lambda row: row[0])
-        return [(int(i), str(r), bytes(b)) for i, r, b in rows]
-
-    def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
-        last = after
-        while True:
-            rows = self._read("SELECT size, note FROM checkpoints WHERE size > %s ORDER BY size LIMIT 1000", (last,))
-            if not rows:
-                return
-            for size, note in rows:
-                yield int(size), str(note)
-            last = int(rows[-1][0])
-
-    def checkpoint_at(self, size: int) -> str | None:
-        rows = self._read("SELECT note FROM checkpoints WHERE size = %s", (size,))
-        return str(rows[0][0]) if rows else None
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
 
 class _PgWrite(WriteTransaction):
     def __init__(self, db: psycopg.Connection) -> None:

@@ -18,9 +18,13 @@ from pathlib import Path
 from mlfort.ledger import merkle
 from mlfort.ledger.event import utc_now
 from mlfort.ledger.merkle import NodeId
-from mlfort.ledger.store.base import LedgerStore, Query, StoreError, WriteTransaction, by_ref_sql, query_sql, search_row
+from mlfort.ledger.store.base import (
+    SqlStore,
+    StoreError,
+    WriteTransaction,
+    search_row,
+)
 
-CHUNK = 8192
 BUSY_TIMEOUT_MS = 60_000
 
 SCHEMA = """
@@ -68,7 +72,7 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-class SqliteStore(LedgerStore):
+class SqliteStore(SqlStore):
     """A ledger in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
@@ -145,33 +149,8 @@ class SqliteStore(LedgerStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read ledger {self.path}: {exc}") from None
 
-    def size(self) -> int:
-        rows = self._read("SELECT size FROM head WHERE id = 1")
-        return int(rows[0][0]) if rows else 0
-
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
         return _read_nodes(self._read, ids)
-
-    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
-        if end is None:
-            last = self._read("SELECT MAX(idx) FROM entries")[0][0]
-            end = -1 if last is None else int(last) + 1
-        pos = start
-        while pos < end:
-            hi = min(pos + CHUNK, end)
-            yield from self._read("SELECT idx, leaf, body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-                                  (pos, hi))
-            pos = hi
-
-    def level(self, level: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-        base = level << merkle.MAX_LEVEL
-        pos = start
-        while pos < end:
-            hi = min(pos + CHUNK, end)
-            for key, h in self._read("SELECT id, hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id",
-                                     (base + pos, base + hi)):
-                yield key - base, h
-            pos = hi
 
     def catch_up(self, batch: int = 5000) -> int:
         done = 0
@@ -191,16 +170,6 @@ class SqliteStore(LedgerStore):
                 self._db.execute("UPDATE search_state SET upto = ? WHERE id = 1", (end,))
             done += end - upto
 
-    def query(self, q: Query) -> list[tuple[int, bytes]]:
-        sql, args = query_sql(q, "?")
-        return [(int(i), bytes(b)) for i, b in self._read(sql, args)]
-
-    def by_ref(self, digest: str | None = None, name: str | None = None, *, actions: Sequence[str] = (),
-               exclude: Sequence[str] = (), newest: int | None = None) -> list[tuple[int, str, bytes]]:
-        sql, args = by_ref_sql(digest, name, "?", actions=actions, exclude=exclude, newest=newest)
-        rows = sorted(self._read(sql, args), key=lambda row: row[0])
-        return [(int(i), str(r), bytes(b)) for i, r, b in rows]
-
     def add_checkpoint(self, size: int, note: str, created: str) -> bool:
         try:
             cur = self._db.execute("INSERT OR IGNORE INTO checkpoints (size, note, created) VALUES (?, ?, ?)",
@@ -208,25 +177,6 @@ class SqliteStore(LedgerStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot write ledger {self.path}: {exc}") from None
         return cur.rowcount == 1
-
-    def checkpoints(self, after: int = -1) -> Iterator[tuple[int, str]]:
-        last = after
-        while True:
-            rows = self._read("SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT 1000", (last,))
-            if not rows:
-                return
-            for size, note in rows:
-                yield int(size), str(note)
-            last = int(rows[-1][0])
-
-    def checkpoint_at(self, size: int) -> str | None:
-        rows = self._read("SELECT note FROM checkpoints WHERE size = ?", (size,))
-        return str(rows[0][0]) if rows else None
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
 
 class _SqliteWrite(WriteTransaction):
     def __init__(self, db: sqlite3.Connection) -> None:
