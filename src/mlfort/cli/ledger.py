@@ -66,8 +66,15 @@ def _open(url: str | None, policy: Path | None, *, sign: bool = False, trusted: 
     return open_ledger(url, policy=policy, sign=sign or (have_key and not verifiers), trusted=verifiers)
 
 
-def _short(data: bytes) -> str:
-    return data.hex()[:16] + "…"
+def _kept_checkpoints(paths: list[Path]) -> list[str]:
+    """The signed checkpoints given with --from-checkpoint, read as text."""
+    notes = []
+    for path in paths:
+        try:
+            notes.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--from-checkpoint") from None
+    return notes
 
 
 @app.command("verify")
@@ -96,12 +103,7 @@ def verify(
     from mlfort.cli.progress import count_progress
     from mlfort.ledger import verify_ledger
 
-    notes = []
-    for path in from_checkpoint:
-        try:
-            notes.append(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--from-checkpoint") from None
+    notes = _kept_checkpoints(from_checkpoint)
     with _open(ledger, policy, trusted=trusted_key, need_trust=True) as led:
         total = led.store.size()
         with count_progress("verifying ledger", total) as advance:
@@ -365,12 +367,7 @@ def verify_archive(
             raise InputError(f"no checkpoint key at {key_path}: pass --trusted-key FILE (from `mlfort ledger key`)")
         # The local key, under the name the archive's log signs with (a key id binds name and key).
         verifiers = [load_or_create_signer(key_path, archive_origin(dest)).verifier]
-    notes = []
-    for path in from_checkpoint:
-        try:
-            notes.append(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--from-checkpoint") from None
+    notes = _kept_checkpoints(from_checkpoint)
     report = run_verify(dest, verifiers, trusted=notes)
     if report.ok:
         summary = f"verified: {report.size} archived entries, {report.checkpoints} signed checkpoint(s)"

@@ -101,9 +101,7 @@ register_rules(*RULES.values())
 
 
 def _finding(rule_id: str, target: str, message: str, **evidence: object) -> Finding:
-    r = RULES[rule_id]
-    return Finding(rule_id=rule_id, severity=r.default_severity, target=target, message=message,
-                   evidence={k: v for k, v in evidence.items() if v is not None}, remediation=r.help)
+    return RULES[rule_id].finding(target, message, **evidence)
 
 
 # -- results --------------------------------------------------------------------------------------------------------

@@ -41,7 +41,4 @@ register_rules(*RULES.values())
 
 def finding(rule_id: str, target: str, message: str, **evidence: object) -> Finding:
     """A finding of one of the ledger rules, at the rule's severity."""
-    r = RULES[rule_id]
-    return Finding(rule_id=rule_id, severity=r.default_severity, target=target, message=message,
-                   evidence={k: v for k, v in evidence.items() if v is not None}, remediation=r.help,
-                   references=r.references)
+    return RULES[rule_id].finding(target, message, **evidence)

@@ -67,6 +67,14 @@ class Rule:
     references: tuple[str, ...] = ()
     """Standards and docs: OWASP ML Top 10, MITRE ATLAS, CIS, AWS Security Hub control ids, URLs."""
 
+    def finding(self, target: str, message: str, *, severity: Severity | None = None,
+                **evidence: object) -> Finding:
+        """A finding of this rule: its severity unless given, its help as the remediation, its references; evidence
+        that is None is left out."""
+        return Finding(rule_id=self.id, severity=severity or self.default_severity, target=target, message=message,
+                       evidence={k: v for k, v in evidence.items() if v is not None}, remediation=self.help,
+                       references=self.references)
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:

@@ -64,7 +64,4 @@ register_rules(*RULES.values())
 def finding(rule_id: str, target: str, message: str, *, severity: Severity | None = None,
             **evidence: object) -> Finding:
     """A finding of one of the scanner's rules, at the rule's severity unless given."""
-    r = RULES[rule_id]
-    return Finding(rule_id=rule_id, severity=severity or r.default_severity, target=target, message=message,
-                   evidence={k: v for k, v in evidence.items() if v is not None}, remediation=r.help,
-                   references=r.references)
+    return RULES[rule_id].finding(target, message, severity=severity, **evidence)
