@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,22 +29,11 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port, unavailable
+
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_session_token": "testing"}
 START_TIMEOUT_S = 60
-
-
-def _unavailable(message: str) -> None:
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so this fails instead of skipping)", pytrace=False)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _command(port: int) -> list[str]:
@@ -82,13 +70,13 @@ def moto_server() -> Iterator[str]:
     try:
         import moto.server  # noqa: F401
     except ImportError:
-        _unavailable("moto's server is not installed (pip install 'moto[server]')")
+        unavailable("moto's server is not installed (pip install 'moto[server]')")
     base = Path(tempfile.mkdtemp(prefix="mlfort-moto-"))
     log = base / "server.log"
     proc: subprocess.Popen | None = None
     try:
         for _attempt in range(5):
-            port = _free_port()  # another process may take it before the server binds: then try another
+            port = free_port()  # another process may take it before the server binds: then try another
             url = f"http://127.0.0.1:{port}"
             with log.open("ab") as sink:
                 proc = subprocess.Popen(_command(port), stdout=sink, stderr=subprocess.STDOUT,
@@ -136,7 +124,7 @@ def aws_client(moto_server: str) -> Callable[..., Any]:
     try:
         import boto3
     except ImportError:
-        _unavailable("boto3 is not installed (pip install 'mlfort[aws]')")
+        unavailable("boto3 is not installed (pip install 'mlfort[aws]')")
     reset(moto_server)
     session = boto3.session.Session(region_name=REGION, **CREDENTIALS)
 

@@ -19,7 +19,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.servers import free_port, unavailable
 
 if TYPE_CHECKING:
     import psycopg
@@ -86,19 +87,6 @@ def find_pg_bin() -> Path | None:
     return max(found, key=lambda b: tuple(int(x) for x in b.parent.name.split(".")))
 
 
-def _unavailable(message: str) -> None:
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so this fails instead of skipping)", pytrace=False)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Runner:
     """Runs the server's programs as the user who will own the data directory."""
 
@@ -108,11 +96,11 @@ class _Runner:
             try:
                 account = pwd.getpwnam(SUPERUSER)
             except KeyError:
-                _unavailable("PostgreSQL tests run as root need the `postgres` OS user (apt-get install postgresql)")
+                unavailable("PostgreSQL tests run as root need the `postgres` OS user (apt-get install postgresql)")
             runuser = shutil.which("runuser") or next(
                 (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.path.exists(p)), None)
             if runuser is None:
-                _unavailable("PostgreSQL tests run as root need runuser (util-linux) to start the server as postgres")
+                unavailable("PostgreSQL tests run as root need runuser (util-linux) to start the server as postgres")
             self.prefix = [runuser, "-u", SUPERUSER, "--"]
             os.chown(base, account.pw_uid, account.pw_gid)
             self.uid, self.gid = account.pw_uid, account.pw_gid
@@ -142,12 +130,12 @@ def pg_server() -> Iterator[PgServer]:
     pg_bin = find_pg_bin()
     if pg_bin is None:
         if os.environ.get(BIN_ENV):
-            _unavailable(f"${BIN_ENV}={os.environ[BIN_ENV]} holds no initdb")
-        _unavailable(f"no PostgreSQL server binaries under {PG_ROOT}/*/bin (apt-get install postgresql)")
+            unavailable(f"${BIN_ENV}={os.environ[BIN_ENV]} holds no initdb")
+        unavailable(f"no PostgreSQL server binaries under {PG_ROOT}/*/bin (apt-get install postgresql)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _unavailable("psycopg is not installed (pip install 'mlfort[postgres]')")
+        unavailable("psycopg is not installed (pip install 'mlfort[postgres]')")
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="mlfort-pg-"))
     data, log = base / "data", base / "server.log"
@@ -171,7 +159,7 @@ def pg_server() -> Iterator[PgServer]:
             conf.write(f"unix_socket_directories = '{base / 'sock'}'\n")
         port = 0
         for _attempt in range(5):
-            port = _free_port()  # another process may take it before the server binds: then try another
+            port = free_port()  # another process may take it before the server binds: then try another
             done = runner.run(pg_bin / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", f"-p {port}",
                               "start", check=False)
             if done.returncode == 0:
