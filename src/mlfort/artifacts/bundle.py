@@ -155,14 +155,8 @@ def read_signature_file(path: Path) -> bytes:
     return data
 
 
-def decode_bundle(
-    data: bytes, key: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey]
-) -> SignedManifest:
-    """Check the bundle's shape and its signature with `key` (or any one of several trusted keys), then parse the
-    manifest it signs."""
-    keys = [key] if isinstance(key, ec.EllipticCurvePublicKey) else list(key)
-    if not keys:
-        raise SignatureError("no trusted public key to verify with (deny by default: name at least one signer)")
+def _bundle_object(data: bytes) -> dict[str, Any]:
+    """The bundle's top level, its shape and media type checked."""
     # A real bundle has a handful of objects around one base64 string (whose alphabet has no brackets). Counting
     # brackets first keeps a hostile file of millions of tiny objects from costing gigabytes to parse before
     # any signature is checked; the signed statement inside is parsed only after the signature verifies.
@@ -175,6 +169,36 @@ def decode_bundle(
     media_type = bundle.get("mediaType")
     if media_type not in BUNDLE_MEDIA_TYPES:
         raise SignatureError(f"malformed signature: unsupported bundle mediaType {media_type!r}")
+    return bundle
+
+
+def _envelope(bundle: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The DSSE envelope, its shape and payload type checked, and its decoded payload."""
+    env = bundle.get("dsseEnvelope")
+    if not isinstance(env, dict):
+        raise SignatureError("malformed signature: the bundle has no dsseEnvelope")
+    _only_keys(env, ENVELOPE_KEYS, "dsseEnvelope")
+    if env.get("payloadType") != PAYLOAD_TYPE:
+        raise SignatureError(f"malformed signature: payloadType {env.get('payloadType')!r}, expected {PAYLOAD_TYPE!r}")
+    return env, _b64(env.get("payload"), "dsseEnvelope.payload")
+
+
+def read_unverified_manifest(data: bytes) -> Manifest:
+    """The manifest inside a bundle, checked as strictly as `decode_bundle` checks it, minus the signature: for
+    naming an artifact by digest, never for trusting it."""
+    _, payload = _envelope(_bundle_object(data))
+    return parse_statement(strict_json(payload, "the signed statement"))
+
+
+def decode_bundle(
+    data: bytes, key: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey]
+) -> SignedManifest:
+    """Check the bundle's shape and its signature with `key` (or any one of several trusted keys), then parse the
+    manifest it signs."""
+    keys = [key] if isinstance(key, ec.EllipticCurvePublicKey) else list(key)
+    if not keys:
+        raise SignatureError("no trusted public key to verify with (deny by default: name at least one signer)")
+    bundle = _bundle_object(data)
     material = bundle.get("verificationMaterial")
     if not isinstance(material, dict):
         raise SignatureError("malformed signature: verificationMaterial is missing")
@@ -192,13 +216,7 @@ def decode_bundle(
             "this signature was made with a certificate (Sigstore keyless or PKI); "
             "`mlfort artifacts verify --key` checks key-based signatures only"
         )
-    env = bundle.get("dsseEnvelope")
-    if not isinstance(env, dict):
-        raise SignatureError("malformed signature: the bundle has no dsseEnvelope")
-    _only_keys(env, ENVELOPE_KEYS, "dsseEnvelope")
-    if env.get("payloadType") != PAYLOAD_TYPE:
-        raise SignatureError(f"malformed signature: payloadType {env.get('payloadType')!r}, expected {PAYLOAD_TYPE!r}")
-    payload = _b64(env.get("payload"), "dsseEnvelope.payload")
+    env, payload = _envelope(bundle)
     sigs = env.get("signatures")
     if not isinstance(sigs, list) or not sigs:
         raise SignatureError("malformed signature: the envelope holds no signatures")

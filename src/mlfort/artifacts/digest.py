@@ -12,17 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlfort.artifacts.bundle import (
-    BUNDLE_KEYS,
-    BUNDLE_MEDIA_TYPES,
-    ENVELOPE_KEYS,
-    MAX_BUNDLE_CONTAINERS,
-    PAYLOAD_TYPE,
     MissingSignatureError,
-    SignatureError,
-    _b64,
-    _only_keys,
     read_signature_file,
-    strict_json,
+    read_unverified_manifest,
 )
 from mlfort.artifacts.hashing import Progress, hash_tasks, plan
 from mlfort.artifacts.manifest import (
@@ -31,7 +23,6 @@ from mlfort.artifacts.manifest import (
     ManifestError,
     Resource,
     Serialization,
-    parse_statement,
 )
 from mlfort.artifacts.signing import _model_name, default_signature_path
 from mlfort.artifacts.tree import walk
@@ -54,30 +45,6 @@ class ArtifactDigest:
     """The per-file (or per-shard) hash of the manifest: sha256, blake2b or blake3."""
     signature: Path | None = None
     """The signature file the digest was read from, when signed."""
-
-
-def _unverified_manifest(data: bytes) -> Manifest:
-    """The manifest inside a signature bundle, checked as strictly as `decode_bundle` checks it, minus the signature.
-
-    Same shape rules (no unknown keys, canonical base64, one known payload type, bounded nesting), and the statement
-    goes through `parse_statement`, which recomputes the subject digest from the listed resources.
-    """
-    if data.count(b"{") + data.count(b"[") > MAX_BUNDLE_CONTAINERS:
-        raise SignatureError("malformed signature: far more JSON objects than a Sigstore bundle holds")
-    bundle = strict_json(data, "the signature file")
-    if not isinstance(bundle, dict):
-        raise SignatureError("malformed signature: not a Sigstore bundle (top level is not an object)")
-    _only_keys(bundle, BUNDLE_KEYS, "the bundle")
-    if bundle.get("mediaType") not in BUNDLE_MEDIA_TYPES:
-        raise SignatureError(f"malformed signature: unsupported bundle mediaType {bundle.get('mediaType')!r}")
-    env = bundle.get("dsseEnvelope")
-    if not isinstance(env, dict):
-        raise SignatureError("malformed signature: the bundle has no dsseEnvelope")
-    _only_keys(env, ENVELOPE_KEYS, "dsseEnvelope")
-    if env.get("payloadType") != PAYLOAD_TYPE:
-        raise SignatureError(f"malformed signature: payloadType {env.get('payloadType')!r}, expected {PAYLOAD_TYPE!r}")
-    payload = _b64(env.get("payload"), "dsseEnvelope.payload")
-    return parse_statement(strict_json(payload, "the signed statement"))
 
 
 def _computed_manifest(path: Path, workers: int | None, progress: Progress | None,
@@ -115,7 +82,7 @@ def artifact_digest(path: Path, *, signature: Path | None = None, workers: int |
         raise InputError(f"{path}: no such file or directory")
     sig_path = signature or default_signature_path(path)
     try:
-        manifest = _unverified_manifest(read_signature_file(sig_path))
+        manifest = read_unverified_manifest(read_signature_file(sig_path))
     except MissingSignatureError:
         if signature is not None:
             raise InputError(f"no signature at {signature}") from None
