@@ -20,7 +20,7 @@ def mlfort_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own MLFORT_HOME (ledger, checkpoint key), so nothing lands in the checkout."""
     home = tmp_path / "mlfort-home"
     monkeypatch.setenv("MLFORT_HOME", str(home))
-    for name in ("MLFORT_LEDGER_URL", "MLFORT_LEDGER_KEY", "MLFORT_POLICY", "MLFORT_ACTOR"):
+    for name in ("MLFORT_LEDGER_URL", "MLFORT_LEDGER_KEY", "MLFORT_POLICY", "MLFORT_ACTOR", "MLFORT_OSV_DB"):
         monkeypatch.delenv(name, raising=False)
     return home
 

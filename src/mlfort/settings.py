@@ -5,6 +5,7 @@
 - `MLFORT_LEDGER_KEY`: the Ed25519 key that signs checkpoints (default `$MLFORT_HOME/keys/ledger.key`).
 - `MLFORT_POLICY`: the deployed policy file (what `policy validate` records as the policy in force).
 - `MLFORT_ACTOR`: who the local user acts as in the ledger, until identity tokens take over (default the OS user).
+- `MLFORT_OSV_DB`: the offline OSV database (PyPI `all.zip`) `scan deps` checks versions against.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ def deployed_policy() -> Path | None:
     """MLFORT_POLICY, if set."""
     env = os.environ.get("MLFORT_POLICY")
     return Path(env) if env else None
+
+
+def osv_db() -> Path | None:
+    """MLFORT_OSV_DB, if set."""
+    env = os.environ.get("MLFORT_OSV_DB")
+    return Path(env) if env else None
+
+
+def default_osv_db() -> Path:
+    """Where `scan deps` looks for the OSV database when nothing names one: `$MLFORT_HOME/osv/PyPI-all.zip`."""
+    return home() / "osv" / "PyPI-all.zip"
 
 
 def local_actor() -> str:

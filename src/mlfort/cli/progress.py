@@ -78,3 +78,43 @@ def count_progress(description: str, total: int, *, enabled: bool | None = None)
         yield lambda position: bar.update(task, completed=position)
     finally:
         bar.stop()
+
+
+@contextmanager
+def open_progress(description: str, *, enabled: bool | None = None,
+                  delay: float = 1.0) -> Iterator[Callable[[int], None]]:
+    """Yield update(position) for a job whose size is not known up front (files found while walking a folder).
+
+    On a terminal's stderr a spinner with the count appears once the job has run `delay` seconds, so quick runs
+    print nothing extra; elsewhere update is a cheap no-op.
+    """
+    import time
+
+    if not (sys.stderr.isatty() if enabled is None else enabled):
+        yield lambda _position: None
+        return
+    start = time.monotonic()
+    state: dict[str, object] = {}
+
+    def update(position: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            if time.monotonic() - start < delay:
+                return
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            bar = Progress(SpinnerColumn(), TextColumn(description), TextColumn("{task.completed:,.0f} done"),
+                           TimeElapsedColumn(), console=Console(file=sys.stderr, force_terminal=enabled or None),
+                           transient=True)
+            state["bar"] = bar
+            state["task"] = bar.add_task(description, total=None)
+            bar.start()
+        bar.update(state["task"], completed=position)  # type: ignore[attr-defined]
+
+    try:
+        yield update
+    finally:
+        bar = state.get("bar")
+        if bar is not None:
+            bar.stop()  # type: ignore[attr-defined]

@@ -239,6 +239,17 @@ class Ledger(_Placeholder):
     url: Text | None = None
 
 
+class Scanning(_Strict):
+    """Settings of the scanners (`mlfort scan ...`); paths are relative to the policy file's folder."""
+
+    osv_db: Text | None = None
+    """The offline OSV database for `scan deps`: the PyPI `all.zip` from osv-vulnerabilities.storage.googleapis.com."""
+    secrets_allowlist: Text | None = None
+    """The allowlist file of accepted `scan secrets` findings (each entry with a reason)."""
+    pii_sample_rows: Annotated[int, Field(ge=100, le=100_000_000)] | None = None
+    """Rows `scan pii` samples from each dataset file (default 10,000); leave out to keep the default."""
+
+
 @dataclass(frozen=True, slots=True)
 class Grants:
     """What a workload may do according to the policy. Empty means nothing: deny by default."""
@@ -274,6 +285,7 @@ class Policy(_Strict):
     identity: Identity = Field(default_factory=Identity)
     keys: FrozenMap[Name, Keyring] = Field(default_factory=_empty_map)
     ledger: Ledger | None = None
+    scan: Scanning = Field(default_factory=Scanning)
 
     def permissions_of_role(self, role: str) -> frozenset[str]:
         """The permissions a role grants; an unknown role or a role without permissions grants nothing."""

@@ -1,2 +1,3 @@
-"""Scanners: model files (pickle, PyTorch, joblib, NumPy, Keras, ONNX, safetensors, GGUF) and, later, dependencies,
-secrets and PII. Each yields Findings; nothing scanned is ever loaded or executed."""
+"""Scanners: model files (pickle, PyTorch, joblib, NumPy, Keras, ONNX, safetensors, GGUF), dependencies
+(`scan.deps`), secrets (`scan.secrets`) and PII in datasets (`scan.pii`). Each returns Findings; nothing scanned is
+ever loaded or executed."""
