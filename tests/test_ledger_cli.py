@@ -88,7 +88,8 @@ def test_verify_fails_closed_when_the_ledger_cannot_record(model_dir, keypair, t
 
 def test_verify_fails_closed_when_a_postgres_ledger_is_down(model_dir, keypair, monkeypatch):
     assert _sign(model_dir, keypair[0]).returncode == 0
-    monkeypatch.setenv("MLFORT_LEDGER_URL", "postgresql://mlfort:s3cret@127.0.0.1:1/nowhere?connect_timeout=2")
+    url = "postgresql://mlfort:s3cret@127.0.0.1:1/nowhere?connect_timeout=2"  # mlfort: allow-secret (a fixture)
+    monkeypatch.setenv("MLFORT_LEDGER_URL", url)
     out = run_cli("artifacts", "verify", str(model_dir), "--key", str(keypair[1]))
     assert out.returncode == 2, out.stdout + out.stderr
     assert "could not record artifacts.verify" in out.stderr and "Traceback" not in out.stderr

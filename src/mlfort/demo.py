@@ -13,10 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from mlfort.errors import MlfortError
+from mlfort.report import Severity
+
+if TYPE_CHECKING:
+    from mlfort.ledger import Ledger
+    from mlfort.policy.schema import Policy
 
 
 class DemoFailed(MlfortError):
@@ -36,8 +42,13 @@ class Story:
         self.steps.append({"step": len(self.steps) + 1, "title": title, "outcome": outcome, **facts})
 
 
+_GIVEN = ("anna", "ben", "clara", "deniz", "elif", "felix", "greta", "hugo", "ines", "jonas", "karla", "luca")
+_FAMILY = ("schmidt", "meyer", "novak", "rossi", "garcia", "kowalski", "jansen", "dubois", "weber", "lindqvist")
+
+
 def _make_dataset(root: Path, rows: int = 2000, seed: int = 7) -> Path:
-    """A small synthetic churn table: tenure, monthly spend, support calls -> churned."""
+    """A small synthetic churn table: contact details (made up, as real CRM exports have them), tenure, monthly
+    spend, support calls -> churned."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -46,9 +57,13 @@ def _make_dataset(root: Path, rows: int = 2000, seed: int = 7) -> Path:
     calls = rng.poisson(1.5, rows)
     logit = -1.0 - 0.05 * tenure + 0.02 * spend + 0.6 * calls
     churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    given = rng.integers(0, len(_GIVEN), rows)
+    family = rng.integers(0, len(_FAMILY), rows)
+    mobile = rng.integers(1_000_000, 9_999_999, rows)
     root.mkdir(parents=True)
-    lines = ["customer_id,tenure_months,monthly_spend,support_calls,churned"]
-    lines += [f"c{i:05d},{tenure[i]},{spend[i]},{calls[i]},{churned[i]}" for i in range(rows)]
+    lines = ["customer_id,email,phone,tenure_months,monthly_spend,support_calls,churned"]
+    lines += [f"c{i:05d},{_GIVEN[given[i]]}.{_FAMILY[family[i]]}{i}@mailbox.example.eu,+49 15{i % 10} {mobile[i]},"
+              f"{tenure[i]},{spend[i]},{calls[i]},{churned[i]}" for i in range(rows)]
     (root / "customers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "SCHEMA.md").write_text("Synthetic churn data made by `mlfort demo`; no real people.\n")
     return root
@@ -63,7 +78,7 @@ def _train(dataset: Path, out: Path) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    data = np.loadtxt(dataset / "customers.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3, 4))
+    data = np.loadtxt(dataset / "customers.csv", delimiter=",", skiprows=1, usecols=(3, 4, 5, 6))
     x, y = data[:, :3], data[:, 3].astype(int)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
     model = LogisticRegression(max_iter=500).fit(x_train, y_train)
@@ -103,7 +118,6 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
     from mlfort.lineage import build_lineage, render
     from mlfort.policy import load_policy, write_example_policy
     from mlfort.policy.signers import trusted_signer_keys
-    from mlfort.report import Severity
     from mlfort.scan.engine import scan_paths
 
     say(f"[bold]mlfort demo[/bold] in {base}\n")
@@ -158,6 +172,8 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             f"{checked.files_checked} files match, signed by a key the policy trusts for this dataset.")
         story.record("verify dataset", "verified", files=checked.files_checked)
 
+        _scan_before_training(base, policy, dataset, ledger, story, say)
+
         model_dir = base / "models" / "churn-model"
         accuracy = _train(dataset, model_dir)
         scanned = scan_paths([model_dir], workers=1)
@@ -166,7 +182,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             raise DemoFailed(f"the freshly trained model did not scan clean: {blocking}")
         ledger.record(Event(action="scan.models", actor="user:release-manager", resource="model:churn-model",
                             details={"files": scanned.files, "findings": 0}))
-        say(f"[bold]5. Train, then scan before signing.[/bold] {scanned.summary()}: clean (nothing in it imports "
+        say(f"[bold]6. Train, then scan before signing.[/bold] {scanned.summary()}: clean (nothing in it imports "
             "code outside the allowlist of what scikit-learn and NumPy files use).")
         planted = _plant_malicious_model(base / "models" / "churn-model-v2")
         caught = scan_paths([planted], workers=1)
@@ -187,7 +203,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             Event(action="artifacts.sign", actor="user:release-manager", resource="model:churn-model",
                   writes=(md_ref,)),
         ])[0]
-        say(f"[bold]6. Sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
+        say(f"[bold]7. Sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
             f"(test accuracy {accuracy:.2f}) to {model_dir.relative_to(base)}/; release signed it: root digest "
             f"sha256:{md.manifest.root_digest()[:16]}…")
         story.record("train", "trained", path=str(model_dir), test_accuracy=round(accuracy, 4))
@@ -206,7 +222,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             Event(action="model.deploy", actor="user:release-manager", resource="endpoint:churn", environment="aws",
                   reads=(md_ref,), details={"endpoint": "https://churn.ml.acme.eu/v1/predict"}),
         ])
-        say("[bold]7. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
+        say("[bold]8. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
             "fails with the data steward's: each artifact trusts only its own signers); deployed to endpoint "
             "`churn` in aws.")
         story.record("verify model", "verified", files=checked.files_checked)
@@ -224,7 +240,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         ledger.record(Event(action="artifacts.verify", actor="workload:inference", resource="model:churn-model",
                             reads=(md_ref,), environment="aws", outcome="failure",
                             reason=f"{finding.rule_id} model.joblib changed"))
-        say(f"[bold]8. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
+        say(f"[bold]9. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
             "attacker swapping weights in storage would.")
         say(f"   Verify again: [red]FAILED[/red] as it must: {finding.rule_id} {finding.message}")
         say("   `mlfort artifacts verify` exits 1 here, so a pipeline stops before loading the model.")
@@ -237,7 +253,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         cp = ledger.latest_checkpoint()
         assert cp is not None
         proof = ledger.prove(run_index)
-        say(f"[bold]9. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
+        say(f"[bold]10. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
             f"{report.checkpoints} signed checkpoints (Ed25519), root {report.root.hex()[:16]}… `mlfort ledger "
             f"verify` recomputes the Merkle tree: [green]intact[/green]. Entry {run_index} (the training run) is "
             f"proven in the tree with {len(proof.path)} hashes.")
@@ -249,7 +265,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         deployed = sorted(f"endpoint:{d.endpoint} in {d.environment}" for d in graph.deployments())
         if trained_on != ["customers"] or deployed != ["endpoint:churn in aws"]:
             raise DemoFailed(f"lineage did not find the run: trained on {trained_on}, deployed {deployed}")
-        say(f"[bold]10. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
+        say(f"[bold]11. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
             f"(digest sha256:{ds.manifest.root_digest()[:16]}…), in run train-0001 on-prem; it runs at "
             f"{', '.join(deployed)}. `mlfort lineage show churn-model --format mermaid` draws it (styles left out):")
         drawing = [line for line in render(graph, "mermaid").splitlines() if not line.lstrip().startswith("class")]
@@ -266,11 +282,37 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         report = verify_ledger(ledger.store, ledger.verifiers)
         if report.ok or report.first_bad is None:
             raise DemoFailed("rewriting the ledger was not caught")
-        say(f"[bold]11. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
+        say(f"[bold]12. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
             f"database. `mlfort ledger verify`: [red]FAILED[/red] as it must: {report.findings[0].message}.")
         story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
     say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): dependency, secret and PII "
         "scanners, encryption, workload identity and the gateway.")
+
+
+def _scan_before_training(base: Path, policy: Policy, dataset: Path, ledger: Ledger, story: Story,
+                          say: Callable[..., None]) -> None:
+    """Step 5: PII in the dataset must match its classification; the training environment and the step's pinned
+    requirements must have no known-vulnerable version."""
+    from mlfort.ledger import Event
+    from mlfort.scan.pii import scan_pii
+
+    pii = scan_pii([dataset], policy=policy, policy_dir=base, dataset="customers")
+    columns = sorted(f"{f.evidence['column']} ({f.evidence['entity_label']})" for f in pii.findings
+                     if f.rule_id in ("MLF-PII-001", "MLF-PII-002", "MLF-PII-003"))
+    refused = [f for f in pii.findings if f.severity.at_least(Severity.HIGH)]
+    if not columns or refused:
+        raise DemoFailed(f"the PII scan of the customers dataset did not turn out as expected: {pii.findings}")
+    misfiled = scan_pii([dataset], policy=policy, policy_dir=base, dataset="web-events")
+    caught = [f for f in misfiled.findings if f.rule_id == "MLF-PII-005"]
+    if not caught:
+        raise DemoFailed(f"PII in a dataset classified internal was not caught: {misfiled.findings}")
+    ledger.record(Event(action="scan.pii", actor="workload:trainer", resource="dataset:customers",
+                        details={"columns": columns, "classification": "pii"}))
+    say(f"[bold]5. Scan before training.[/bold] PII in the dataset's columns {', '.join(columns)}, found in "
+        f"{pii.counts.get('rows_scanned', 0):,} rows read; the policy classifies `customers` as pii, so that is allowed.")
+    say(f"   Filed as `web-events` (classified internal) the same file is [red]REFUSED[/red]: {caught[0].rule_id} "
+        f"{caught[0].message}.")
+    story.record("scan pii", "classified", columns=columns, misfiled_rule=caught[0].rule_id)
 
 
 class _RunsShell:
