@@ -118,7 +118,7 @@ def deps(
 
     Example: mlfort scan deps requirements.txt .venv --osv-db ~/osv/PyPI-all.zip --format sarif -o deps.sarif
     """
-    from mlfort.scan.deps import scan_deps
+    from mlfort.scan.dependencies import scan_deps
 
     loaded, base = _load_policy(policy)
     with _progress("checking dependencies") as advance:
@@ -214,7 +214,7 @@ def scan_all(
 
     Example: mlfort scan all . --policy mlfort.yaml --format sarif -o mlfort.sarif
     """
-    from mlfort.scan.deps import scan_deps
+    from mlfort.scan.dependencies import scan_deps
     from mlfort.scan.engine import scan_paths
     from mlfort.scan.pii import scan_pii
     from mlfort.scan.secrets import scan_secrets
