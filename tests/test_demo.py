@@ -18,16 +18,21 @@ def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
         "policy": "valid", "dataset": "created", "train": "trained", "sign dataset": "signed",
         "sign model": "signed", "verify dataset": "verified", "verify model": "verified",
         "scan": "clean and planted caught", "tamper and verify": "caught", "ledger verify": "intact",
-        "lineage": "answered", "ledger tamper": "caught",
+        "lineage": "answered", "ledger tamper": "caught", "scan pii": "classified",
+        "scan deps": "clean and vulnerable pin caught",
     }
     steps = {s["title"]: s for s in story.steps}
     caught = steps["tamper and verify"]
     assert caught["file"] == "model.joblib" and caught["rule_id"] == "MLF-ART-001"
-    assert steps["ledger verify"]["entries"] == 10
+    assert steps["ledger verify"]["entries"] == 12
+    assert steps["scan pii"]["columns"] == ["email (email address)", "phone (phone number)"]
+    assert steps["scan pii"]["misfiled_rule"] == "MLF-PII-005"
+    assert steps["scan deps"]["caught_rule"] == "MLF-DEP-001"
+    assert steps["scan deps"]["advisory"] == "GHSA-6hrg-qmvc-2xh8" and steps["scan deps"]["packages"] > 10
     assert steps["scan"]["caught_rule"] == "MLF-MOD-001"
     assert steps["lineage"]["trained_on"] == ["customers"]
     assert steps["lineage"]["deployed"] == ["endpoint:churn in aws"]
-    assert steps["ledger tamper"]["first_bad"] == 9  # the failed verification an attacker tried to rewrite
+    assert steps["ledger tamper"]["first_bad"] == 11  # the failed verification an attacker tried to rewrite
     text = console.export_text()
     assert "FAILED as it must" in text and "model.joblib" in text
     for name in ("data-steward", "release"):  # the signers the example policy names

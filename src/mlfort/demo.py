@@ -285,8 +285,8 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         say(f"[bold]12. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
             f"database. `mlfort ledger verify`: [red]FAILED[/red] as it must: {report.findings[0].message}.")
         story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
-    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): dependency, secret and PII "
-        "scanners, encryption, workload identity and the gateway.")
+    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): envelope encryption, "
+        "workload identity and the gateway.")
 
 
 def _scan_before_training(base: Path, policy: Policy, dataset: Path, ledger: Ledger, story: Story,
@@ -309,10 +309,59 @@ def _scan_before_training(base: Path, policy: Policy, dataset: Path, ledger: Led
     ledger.record(Event(action="scan.pii", actor="workload:trainer", resource="dataset:customers",
                         details={"columns": columns, "classification": "pii"}))
     say(f"[bold]5. Scan before training.[/bold] PII in the dataset's columns {', '.join(columns)}, found in "
-        f"{pii.counts.get('rows_scanned', 0):,} rows read; the policy classifies `customers` as pii, so that is allowed.")
+        f"{pii.counts.get('rows_scanned', 0):,} rows read; the policy classifies `customers` as pii, so that is "
+        "allowed.")
     say(f"   Filed as `web-events` (classified internal) the same file is [red]REFUSED[/red]: {caught[0].rule_id} "
         f"{caught[0].message}.")
     story.record("scan pii", "classified", columns=columns, misfiled_rule=caught[0].rule_id)
+
+    import site
+    import sys
+
+    from mlfort.scan.dependencies import scan_deps
+
+    db = _demo_osv_snapshot(base / ".mlfort" / "osv" / "demo-snapshot.zip")
+    env_paths = [Path(p) for p in site.getsitepackages() if Path(p).is_dir()] or [Path(sys.prefix)]
+    env = scan_deps(env_paths, osv_db=db)
+    known_bad = [f for f in env.findings if f.rule_id in ("MLF-DEP-001", "MLF-DEP-002", "MLF-DEP-006")]
+    if known_bad or not env.counts.get("exact"):
+        raise DemoFailed(f"the training environment did not check clean: {known_bad or env.summary()}")
+    step = base / "steps" / "train"
+    step.mkdir(parents=True)
+    (step / "requirements.txt").write_text("joblib==1.1.0\nnumpy==1.26.4\n")
+    old = scan_deps([step / "requirements.txt"], osv_db=db)
+    vulnerable = [f for f in old.findings if f.rule_id == "MLF-DEP-001"]
+    if not vulnerable:
+        raise DemoFailed(f"the vulnerable pin was not caught: {old.findings}")
+    ledger.record(Event(action="scan.deps", actor="workload:trainer", resource="environment:train",
+                        details={"packages": env.counts["exact"], "vulnerable": 0}))
+    say(f"   Dependencies: the training environment's {env.counts['exact']} installed packages have no known "
+        "vulnerability in the OSV snapshot (a one-record demo snapshot; point --osv-db at the real PyPI all.zip).")
+    say(f"   An old image's requirements.txt pinning joblib==1.1.0: [red]REFUSED[/red]: {vulnerable[0].rule_id} "
+        f"{vulnerable[0].message}.")
+    story.record("scan deps", "clean and vulnerable pin caught", packages=env.counts["exact"],
+                 caught_rule=vulnerable[0].rule_id, advisory=vulnerable[0].evidence.get("advisory"))
+
+
+def _demo_osv_snapshot(path: Path) -> Path:
+    """A one-record OSV database in the all.zip format: the real advisory for joblib's pre_dispatch eval
+    (GHSA-6hrg-qmvc-2xh8, CVE-2022-21797; fixed in 1.1.1 and 1.2.0). The demo has no network; real scans use the
+    full PyPI all.zip."""
+    import json
+    import zipfile
+
+    record = {
+        "id": "GHSA-6hrg-qmvc-2xh8", "aliases": ["CVE-2022-21797"], "modified": "2023-04-20T00:00:00Z",
+        "summary": "joblib vulnerable to arbitrary code execution (eval of the pre_dispatch argument)",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "joblib"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1.1"}]}]}],
+        "database_specific": {"severity": "CRITICAL"},
+        "references": [{"type": "ADVISORY", "url": "https://github.com/advisories/GHSA-6hrg-qmvc-2xh8"}],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{record['id']}.json", json.dumps(record))
+    return path
 
 
 class _RunsShell:
