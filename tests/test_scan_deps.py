@@ -275,3 +275,12 @@ def test_cli_exit_codes_and_sarif(tmp_path, oasis_schema):  # noqa: F811
     assert_valid(oasis_schema, json.loads(out.stdout))
     assert run_cli("scan", "deps", str(tmp_path / "nope.txt")).returncode == 2
     assert run_cli("scan", "deps", str(bad), "--osv-db", str(tmp_path / "nope.zip")).returncode == 2
+
+
+def test_a_name_spelled_with_json_escapes_is_still_matched(tmp_path):
+    r = record("GHSA-esc", "joblib", [{"introduced": "0"}, {"fixed": "1.1.1"}])
+    text = json.dumps(r).replace('"joblib"', '"job\\u006cib"')
+    db = osv_zip(tmp_path / "db.zip", extra={"GHSA-esc.json": text.encode()})
+    req = tmp_path / "requirements.txt"
+    req.write_text("joblib==1.1.0\n")
+    assert "MLF-DEP-001" in ids(scan_deps([req], osv_db=db))

@@ -25,6 +25,8 @@ from mlfort.report import Severity
 MAX_RECORD_BYTES = 4 << 20
 """An OSV record is a few KB; a member larger than this (declared or actual) is not read."""
 MAX_MEMBERS = 2_000_000
+_NAME = re.compile(rb'"name"\s*:\s*"([^"\\]{1,200})"')
+"""Every `"name": "..."` in a record's bytes: the package names it can concern (and a few others, harmlessly)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,6 @@ def load(path: Path, names: Iterable[str]) -> Database:
     except (OSError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not an OSV database (expected the PyPI all.zip from "
                          f"osv-vulnerabilities.storage.googleapis.com): {exc}") from None
-    # Variants of each wanted name as they may be spelled inside a record: `Foo_Bar`, `foo.bar`, `foo-bar`.
-    needles = [re.compile(rb'"name"\s*:\s*"' + re.escape(n.encode()).replace(rb"\-", rb"[-_.]+") + rb'"', re.I)
-               for n in wanted]
     with archive:
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -83,8 +82,9 @@ def load(path: Path, names: Iterable[str]) -> Database:
             if len(data) > MAX_RECORD_BYTES:
                 db.damaged += 1
                 continue
-            if not any(n.search(data) for n in needles):
-                continue
+            if b"\\u" not in data and not any(canonicalize_name(m.decode("utf-8", "replace")) in wanted
+                                               for m in _NAME.findall(data)):
+                continue  # names no wanted package (and spells no name with JSON escapes): not parsed
             try:
                 record = json.loads(data)
             except (ValueError, RecursionError):
