@@ -226,6 +226,9 @@ _EXACT: frozenset[str] = frozenset(
         )
     ]
     + [f"numpy.ma.{n}" for n in ("core._mareconstruct", "core.MaskedArray", "MaskedArray", "core.mvoid")]
+    # pandas 3 with pyarrow installed stores strings as Arrow arrays: a type looked up by alias name, buffers made
+    # from bytes, an array rebuilt from (type, length, buffers); no callable of the file's choosing runs.
+    + [f"pyarrow.lib.{n}" for n in ("_restore_array", "type_for_alias", "py_buffer")]
     + [
         f"numpy.dtypes.{n}"
         for n in (
