@@ -71,11 +71,13 @@ def test_notebook_findings_name_the_cell_the_part_and_the_line_within_the_cell(t
     path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}, indent=1))
     found = {f.evidence["fingerprint"]: f for f in _secrets(scan_secrets([path]))}
     src, out = found[fingerprint(TOKEN)], found[fingerprint(TOKEN2)]
-    assert (src.evidence["cell"], src.evidence["part"], src.location.line) == (1, "source", 2)
+    assert (src.evidence["cell"], src.evidence["part"], src.evidence["cell_line"]) == (1, "source", 2)
     assert (out.evidence["cell"], out.evidence["part"], out.evidence["output"]) == (1, "output", 0)
-    assert out.location.line == 3
+    assert out.evidence["cell_line"] == 3
     lines = path.read_text().splitlines()
-    assert TOKEN in lines[src.evidence["file_line"] - 1]  # the notebook file's own line, for editors
+    # SARIF and editors open the .ipynb itself: the location is the notebook file's own line
+    assert src.location.line == src.evidence["file_line"] and TOKEN in lines[src.location.line - 1]
+    assert TOKEN2 in lines[out.location.line - 1]
 
 
 def test_base64_images_in_notebooks_are_never_scanned_but_text_outputs_are(tmp_path):

@@ -334,7 +334,10 @@ def _finding(target: str, chunk: Chunk, hit: Hit, fp: str, line_no: int, col: in
             place = f"cell {where['cell']} ({where.get('part', 'source')}) line {line_no}"
             file_line = _notebook_line(text.raw_text, chunk.text, hit)
             if file_line is not None:
+                # SARIF and editors open the .ipynb file itself: point at its line, keep the cell's in evidence
                 evidence["file_line"] = file_line
+                evidence["cell_line"] = line_no
+                location = Location(target, file_line, None)
         elif where:
             place = f"{where.get('part', 'metadata')} line {line_no}"
         else:
