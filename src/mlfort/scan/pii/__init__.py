@@ -198,10 +198,10 @@ def _column_finding(target: str, table: Table, decision: classify.ColumnDecision
     if ent.kind == "ambiguous":
         rule_id, severity = "MLF-PII-008", Severity.LOW
         message = (f"{target}: column {col!r}: {share} of {decision.non_empty:,} sampled values validate as "
-                   f"{label}s, but {ent.reason}; {sample}")
+                   f"{_plural(label)}, but {ent.reason}; {sample}")
     elif ent.kind == "column":
         rule_id, severity = column_rule(ent.entity), ENTITY_SEVERITY[ent.entity]
-        message = (f"{target}: column {col!r} holds {label}s: {ent.rows:,} of {decision.non_empty:,} sampled "
+        message = (f"{target}: column {col!r} holds {_plural(label)}: {ent.rows:,} of {decision.non_empty:,} sampled "
                    f"non-empty values ({share}); {sample}")
     else:
         rule_id, severity = "MLF-PII-004", ENTITY_SEVERITY[ent.entity]
@@ -221,6 +221,11 @@ def _column_finding(target: str, table: Table, decision: classify.ColumnDecision
         else:
             line, column = table.header_line, table.header_columns.get(col)
     return _located(f, target, line, column) if table.text else f
+
+
+def _plural(label: str) -> str:
+    """`email address` -> `email addresses`, `phone number` -> `phone numbers`."""
+    return label + ("es" if label.endswith(("s", "x", "sh", "ch")) else "s")
 
 
 def _located(f: Finding, target: str, line: int | None, column: int | None) -> Finding:
