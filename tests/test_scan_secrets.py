@@ -536,3 +536,26 @@ def test_a_file_of_nothing_but_keywords_is_cut_short_and_says_so(tmp_path, monke
     result = scan_secrets([path])
     assert [f.evidence["fingerprint"] for f in _secrets(result)] == [fingerprint(TOKEN)]  # formats still run
     assert "MLF-SEC-009" in _rules(result)
+
+
+@pytest.mark.parametrize("line", [
+    'requests.get(url, auth=("svc-deploy", "{pw}"))',
+    "httpx.Client(auth=['admin', '{pw}'])",
+    'session.auth = HTTPBasicAuth("etl", "{pw}")',
+    'aiohttp.BasicAuth("bot", "{pw}")',
+])
+def test_a_literal_password_given_to_an_http_client_is_found(line):
+    password = "Zq8!" + "mK2#pLx9"  # built at run time
+    hits = [h for h in find_secrets(line.format(pw=password), Style.CODE) if h.secret == password]
+    assert hits and hits[0].kind == "auth-tuple-password"
+
+
+@pytest.mark.parametrize("line", [
+    'requests.get(url, auth=("user", "password"))',
+    'requests.get(url, auth=("admin", "admin"))',
+    'requests.get(url, auth=(user, password))',
+    'requests.get(url, auth=("bob", "<your-password>"))',
+    'HTTPBasicAuth("svc", "${SVC_PASSWORD}")',
+])
+def test_placeholders_and_variables_given_to_an_http_client_are_not(line):
+    assert not [h for h in find_secrets(line, Style.CODE) if h.kind == "auth-tuple-password"]

@@ -624,6 +624,22 @@ def _curl_hits(text: str, lower: str) -> Iterator[Hit]:
                       password, m.start("s"), m.end("s"), priority=30)
 
 
+_AUTH_TUPLE = re.compile(
+    r"(?:\bauth\s*=\s*[(\[]|\b(?:HTTPBasicAuth|HTTPDigestAuth|HTTPProxyAuth|BasicAuth|DigestAuth)\s*\()\s*"
+    r"[rbuRBU]?(?P<q1>[\"'])(?P<user>[^\"'\n]{1,100})(?P=q1)\s*,\s*[rbuRBU]?(?P<q2>[\"'])(?P<s>[^\"'\n]{4,200})(?P=q2)")
+
+
+def _auth_tuple_hits(text: str, lower: str) -> Iterator[Hit]:
+    """A literal (user, password) pair handed to an HTTP client: `auth=("u", "p")`, `HTTPBasicAuth("u", "p")`."""
+    if "auth" in lower:
+        for m in _AUTH_TUPLE.finditer(text):
+            password, user = m.group("s"), m.group("user")
+            if is_placeholder(password, name=user) or password == user or not credential_like(password):
+                continue
+            yield Hit("auth-tuple-password", "password in an HTTP client's auth argument", rules.AUTH_HEADER,
+                      Severity.HIGH, password, m.start("s"), m.end("s"), priority=30)
+
+
 # ---------------------------------------------------------------------------------------------------- assignments
 
 _LINE_KEYWORDS = re.compile(r"pass|pwd|secret|token|key|cred|auth|wandb|twilio|identified|sig=")
@@ -1071,6 +1087,7 @@ def find_secrets(text: str, style: Style = Style.CONFIG, *, now: float | None = 
     hits += _url_hits(text, lower)
     hits += _jwt_hits(text, lower, now=time.time() if now is None else now)
     hits += _curl_hits(text, lower)
+    hits += _auth_tuple_hits(text, lower)
     for count, (start, end) in enumerate(line_windows(text, lower)):
         if count >= MAX_WINDOWS:
             if notes is not None:
