@@ -207,7 +207,7 @@ def _column_finding(target: str, table: Table, decision: classify.ColumnDecision
         rule_id, severity = "MLF-PII-004", ENTITY_SEVERITY[ent.entity]
         where = "free-text column" if decision.text_like else "column"
         message = (f"{target}: {where} {col!r}: {ent.rows:,} of {decision.non_empty:,} sampled non-empty values "
-                   f"({share}) contain a {label}; {sample}")
+                   f"({share}) contain {'an' if label[:1] in 'aeiou' else 'a'} {label}; {sample}")
     full = not sampling.sampled
     f = finding(rule_id, target, message, severity=severity, column=col, entity=ent.entity, entity_label=label,
                 rows=ent.rows, whole_cell=ent.whole, non_empty=decision.non_empty, share=round(ent.share, 4),
