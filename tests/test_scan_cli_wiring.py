@@ -144,6 +144,13 @@ def test_scan_all_runs_every_scanner_once_over_a_mixed_folder(tmp_path, oasis_sc
     sarif = run_cli("scan", "all", str(tmp_path), "--policy", str(policy), "--format", "sarif")
     assert_valid(oasis_schema, json.loads(sarif.stdout))
 
+    # files named one by one go only to the scanners that read their kind: README.md is nobody's finding
+    files = run_cli("scan", "all", str(tmp_path / "README.md"), str(tmp_path / "requirements.txt"),
+                    str(tmp_path / "models" / "model.pkl"), "--policy", str(policy), "--format", "json")
+    found = json.loads(files.stdout)["findings"]
+    assert not [f for f in found if f["target"].endswith("README.md")], found
+    assert {f["rule_id"].rsplit("-", 1)[0] for f in found} == {"MLF-DEP", "MLF-MOD"}
+
 
 def test_model_files_are_picked_by_content_or_model_name(tmp_path):
     from mlfort.cli.scan import _model_files

@@ -284,3 +284,13 @@ def test_a_name_spelled_with_json_escapes_is_still_matched(tmp_path):
     req = tmp_path / "requirements.txt"
     req.write_text("joblib==1.1.0\n")
     assert "MLF-DEP-001" in ids(scan_deps([req], osv_db=db))
+
+
+def test_an_explicit_file_of_another_kind_is_reported_low_not_parsed(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n\nRun `pip install x`.\n")
+    [f] = scan_deps([readme], osv_db=None).findings
+    assert f.rule_id == "MLF-DEP-007" and f.severity is Severity.LOW
+    pinned = tmp_path / "deps.txt"
+    pinned.write_text("joblib==1.4.2\n")
+    assert collect([pinned]).packages[0].version == "1.4.2"  # any explicit *.txt is read as pip requirements

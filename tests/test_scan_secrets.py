@@ -556,6 +556,7 @@ def test_a_literal_password_given_to_an_http_client_is_found(line):
     'requests.get(url, auth=(user, password))',
     'requests.get(url, auth=("bob", "<your-password>"))',
     'HTTPBasicAuth("svc", "${SVC_PASSWORD}")',
+    'requests.get(url, auth=("svc", "{password}"))',
 ])
 def test_placeholders_and_variables_given_to_an_http_client_are_not(line):
     assert not [h for h in find_secrets(line, Style.CODE) if h.kind == "auth-tuple-password"]

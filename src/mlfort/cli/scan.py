@@ -232,10 +232,19 @@ def scan_all(
             summaries.append(f"models: {report.summary()}")
         else:
             summaries.append("models: no model files")
+        # A file named on the command line goes only to the scanners that read its kind (README.md is not a
+        # requirements file); folders go to every scanner, which picks its own files.
+        from mlfort.scan.dependencies.sources import kind_of as dependency_kind
+        from mlfort.scan.pii.readers import kind_of as dataset_kind
+
+        def only(keep: Callable[[Path], object]) -> list[Path]:
+            return [p for p in paths if p.is_dir() or keep(p) is not None]
+
         for name, result in (
-            ("deps", scan_deps(paths, osv_db=_osv_db(osv_db, loaded, base), online=online, progress=advance)),
+            ("deps", scan_deps(only(dependency_kind), osv_db=_osv_db(osv_db, loaded, base), online=online,
+                               progress=advance)),
             ("secrets", scan_secrets(paths, allowlist=allowlist, progress=advance)),
-            ("pii", scan_pii(paths, sample_rows=_sample_rows(sample_rows, full, loaded), policy=loaded,
+            ("pii", scan_pii(only(dataset_kind), sample_rows=_sample_rows(sample_rows, full, loaded), policy=loaded,
                              policy_dir=base, progress=advance)),
         ):
             findings += result.findings

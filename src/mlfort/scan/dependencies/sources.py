@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlfort.errors import InputError
-from mlfort.report import Finding, Location
+from mlfort.report import Finding, Location, Severity
 from mlfort.scan.dependencies.rules import RULES
 
 MAX_FILE_BYTES = 16 << 20
@@ -133,8 +133,9 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
-def _finding(rule_id: str, target: str, message: str, line: int | None = None, **evidence: object) -> Finding:
-    f = RULES[rule_id].finding(target, message, **evidence)
+def _finding(rule_id: str, target: str, message: str, line: int | None = None, *, severity: Severity | None = None,
+             **evidence: object) -> Finding:
+    f = RULES[rule_id].finding(target, message, severity=severity, **evidence)
     if line is not None:
         from dataclasses import replace
 
@@ -158,10 +159,14 @@ def _read_text(path: Path, out: Collected) -> str | None:
 def _read_file(path: Path, out: Collected, *, explicit: bool) -> None:
     kind = kind_of(path)
     if kind is None:
-        if path.name.lower().endswith(".txt") or explicit:
-            kind = "requirements"  # an explicitly named file is read as pip requirements
-        else:
+        if not explicit:
             return
+        if path.suffix.lower() not in ("", ".txt", ".pip"):
+            out.findings.append(_finding("MLF-DEP-007", str(path), f"{path}: not a dependency file this scanner "
+                                         "reads (requirements, pyproject.toml, lock files, environments); not checked",
+                                         severity=Severity.LOW, problem="not-a-dependency-file"))
+            return
+        kind = "requirements"  # an explicitly named `*.txt` (or suffix-less) file is read as pip requirements
     if path.is_dir() or not path.is_file():
         out.findings.append(_finding("MLF-DEP-007", str(path), f"{path}: not a regular file; not read",
                                      problem="not-a-file"))

@@ -634,7 +634,8 @@ def _auth_tuple_hits(text: str, lower: str) -> Iterator[Hit]:
     if "auth" in lower:
         for m in _AUTH_TUPLE.finditer(text):
             password, user = m.group("s"), m.group("user")
-            if is_placeholder(password, name=user) or password == user or not credential_like(password):
+            if (is_placeholder(password, name=user) or password == user or not credential_like(password)
+                    or ("{" in password and "}" in password)):  # a format template such as "{pw}"
                 continue
             yield Hit("auth-tuple-password", "password in an HTTP client's auth argument", rules.AUTH_HEADER,
                       Severity.HIGH, password, m.start("s"), m.end("s"), priority=30)
