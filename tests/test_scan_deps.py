@@ -294,3 +294,12 @@ def test_an_explicit_file_of_another_kind_is_reported_low_not_parsed(tmp_path):
     pinned = tmp_path / "deps.txt"
     pinned.write_text("joblib==1.4.2\n")
     assert collect([pinned]).packages[0].version == "1.4.2"  # any explicit *.txt is read as pip requirements
+
+
+def test_a_src_folder_with_its_own_egg_info_is_a_project_not_an_environment(tmp_path):
+    src = tmp_path / "src"
+    (src / "pkg.egg-info").mkdir(parents=True)
+    (src / "pkg.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: pkg\nVersion: 0.1\n")
+    (src / "pkg").mkdir()
+    (src / "pkg" / "__init__.py").write_text("")
+    assert collect([src]).packages == []

@@ -113,10 +113,16 @@ def _is_environment(path: Path) -> bool:
     if path.name in ("site-packages", "dist-packages"):
         return True
     try:
-        return any(p.suffix in (".dist-info", ".egg-info") for p in path.iterdir()) and not (
-            path / "pyproject.toml").exists()
+        children = list(path.iterdir())
     except OSError:
         return False
+    if (path / "pyproject.toml").exists():
+        return False
+    # Installed distributions: any *.dist-info, or several *.egg-info. One lone `<project>.egg-info` beside the
+    # sources is what `pip install -e` leaves in a src/ folder, not an environment.
+    dist_infos = sum(1 for p in children if p.suffix == ".dist-info" and (p / "METADATA").is_file())
+    egg_infos = sum(1 for p in children if p.suffix == ".egg-info")
+    return dist_infos > 0 or egg_infos > 1
 
 
 def kind_of(path: Path) -> str | None:
