@@ -149,8 +149,7 @@ def secrets(
     from mlfort.scan.secrets import scan_secrets
 
     loaded, base = _load_policy(policy)
-    if allowlist is None and loaded is not None and loaded.scan.secrets_allowlist:
-        allowlist = base / loaded.scan.secrets_allowlist
+    allowlist = _allowlist(allowlist, loaded, base)
     with _progress("scanning for secrets") as advance:
         result = scan_secrets(paths, allowlist=allowlist, progress=advance)
     _finish("secrets", paths, list(result.findings), result.summary(), fmt=fmt, output=output, fail_on=fail_on,
@@ -220,8 +219,7 @@ def scan_all(
     from mlfort.scan.secrets import scan_secrets
 
     loaded, base = _load_policy(policy)
-    if allowlist is None and loaded is not None and loaded.scan.secrets_allowlist:
-        allowlist = base / loaded.scan.secrets_allowlist
+    allowlist = _allowlist(allowlist, loaded, base)
     findings: list[Finding] = []
     summaries: list[str] = []
     with _progress("scanning") as advance:
@@ -288,6 +286,13 @@ def _osv_db(explicit: Path | None, policy: Policy | None, base: Path) -> Path | 
     return default if default.is_file() else None
 
 
+def _allowlist(explicit: Path | None, policy: Policy | None, base: Path) -> Path | None:
+    """--allowlist, else the policy's scan.secrets_allowlist; None lets the scanner find one in the scanned folder."""
+    if explicit is None and policy is not None and policy.scan.secrets_allowlist:
+        return base / policy.scan.secrets_allowlist
+    return explicit
+
+
 def _sample_rows(sample_rows: int | None, full: bool, policy: Policy | None) -> int | None:
     if full:
         if sample_rows is not None:
@@ -347,14 +352,15 @@ def _finish(kind: str, paths: list[Path], findings: list[Finding], summary: str,
     from mlfort.cli.output import parse_fail_on
     from mlfort.report import exceeds
 
-    failed = exceeds(findings, parse_fail_on(fail_on))
+    threshold = parse_fail_on(fail_on)
+    failed = exceeds(findings, threshold)
     if record:
         from collections import Counter
 
         from mlfort.cli import audit
 
         counts = Counter(f.severity.value for f in findings)
-        rules = sorted({f.rule_id for f in findings if f.severity.at_least(parse_fail_on(fail_on))})
+        rules = sorted({f.rule_id for f in findings if f.severity.at_least(threshold)})
         audit.record(audit.event(
             f"scan.{kind}", "scan:" + ",".join(str(p.resolve()) for p in paths)[:480],
             outcome="failure" if failed else "success",

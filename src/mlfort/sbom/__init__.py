@@ -22,6 +22,7 @@ from mlfort.errors import InputError
 from mlfort.scan.dependencies.sources import Package, collect
 
 if TYPE_CHECKING:
+    from mlfort.artifacts.manifest import Manifest
     from mlfort.ledger import Ledger
     from mlfort.policy.schema import Policy
 
@@ -131,11 +132,10 @@ def build_mlbom(model_dir: Path, *, policy: Policy | None = None, policy_dir: Pa
                 name: str | None = None, ledger: Ledger | None = None) -> dict[str, Any]:
     """A CycloneDX 1.6 ML-BOM of a model folder signed with mlfort (its manifest is read, not re-verified: verify
     with `mlfort artifacts verify` to trust it). No signature: InputError."""
-    from mlfort.artifacts.bundle import MissingSignatureError, read_signature_file, read_unverified_manifest
-    from mlfort.artifacts.signing import default_signature_path
+    from mlfort.artifacts.bundle import MissingSignatureError
 
     try:
-        manifest = read_unverified_manifest(read_signature_file(default_signature_path(model_dir)))
+        manifest = _signed_manifest(model_dir)
     except MissingSignatureError:
         raise InputError(f"{model_dir} has no signature; sign it first: mlfort artifacts sign {model_dir}") from None
     model_name = name or model_dir.resolve().name
@@ -246,8 +246,6 @@ def _datasets(model: str, root: str, policy: Policy | None, policy_dir: Path | N
 
 def _signed_digest(locations: Any, base: Path | None) -> str | None:
     """The root digest of the first local dataset location that carries an mlfort signature."""
-    from mlfort.artifacts.bundle import read_signature_file, read_unverified_manifest
-    from mlfort.artifacts.signing import default_signature_path
     from mlfort.errors import MlfortError
 
     for loc in locations:
@@ -257,7 +255,15 @@ def _signed_digest(locations: Any, base: Path | None) -> str | None:
         if not path.is_absolute() and base is not None:
             path = base / path
         try:
-            return "sha256:" + read_unverified_manifest(read_signature_file(default_signature_path(path))).root_digest()
+            return "sha256:" + _signed_manifest(path).root_digest()
         except (MlfortError, OSError):
             continue
     return None
+
+
+def _signed_manifest(path: Path) -> Manifest:
+    """The manifest the mlfort signature beside `path` carries, parsed strictly but not verified."""
+    from mlfort.artifacts.bundle import read_signature_file, read_unverified_manifest
+    from mlfort.artifacts.signing import default_signature_path
+
+    return read_unverified_manifest(read_signature_file(default_signature_path(path)))

@@ -27,7 +27,7 @@ import json
 import math
 import random
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -177,6 +177,35 @@ def open_table(path: Path, *, sample_rows: int | None, seed: int, bad_bytes: lis
 def _rng(seed: int, path: Path, size: int) -> random.Random:
     # A string seed is hashed with SHA-512 by random.seed: the same file and seed always sample the same rows.
     return random.Random(f"mlfort-pii:{seed}:{path.name}:{size}")  # noqa: S311 - sampling, not secrets
+
+
+Block = dict[str, Sequence[str]]
+"""A block of rows as columns: header -> values."""
+
+
+def _full_read_batches(items: Iterator[Any], sample_rows: int | None, rng: random.Random, table: Table,
+                       to_columns: Callable[[list[Any]], Block]) -> Iterator[Block]:
+    """Blocks of columns from a read of every item: all of them (`sample_rows` None), counted as they stream, or a
+    seeded reservoir sample of `sample_rows`, with the sampling recorded on `table`."""
+    if sample_rows is None:
+        batch: list[Any] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= BATCH_ROWS:
+                table.sampling.rows_scanned += len(batch)
+                yield to_columns(batch)
+                batch = []
+        table.sampling.rows_scanned += len(batch)
+        table.sampling.rows_total = table.sampling.rows_scanned
+        if batch:
+            yield to_columns(batch)
+        return
+    sample, total = _reservoir(items, sample_rows, rng)
+    sampled = total > len(sample)
+    table.sampling = Sampling(len(sample), total, False, sampled,
+                              "seeded reservoir sample over a full read" if sampled else "every row")
+    for i in range(0, len(sample), BATCH_ROWS):
+        yield to_columns(sample[i:i + BATCH_ROWS])
 
 
 def _reservoir(rows: Iterator[Any], k: int, rng: random.Random) -> tuple[list[Any], int]:
@@ -330,25 +359,7 @@ def _csv_stream(path: Path, table: Table, delimiter: str, encoding: str, sample_
                         row = _fit(row, width)
                     yield row
 
-            if sample_rows is None:
-                batch: list[list[str]] = []
-                for row in rows():
-                    batch.append(row)
-                    if len(batch) >= BATCH_ROWS:
-                        table.sampling.rows_scanned += len(batch)
-                        yield _columns(columns, batch)
-                        batch = []
-                table.sampling.rows_scanned += len(batch)
-                table.sampling.rows_total = table.sampling.rows_scanned
-                if batch:
-                    yield _columns(columns, batch)
-            else:
-                sample, total = _reservoir(rows(), sample_rows, rng)
-                sampled = total > len(sample)
-                table.sampling = Sampling(len(sample), total, False, sampled,
-                                          "seeded reservoir sample over a full read" if sampled else "every row")
-                for i in range(0, len(sample), BATCH_ROWS):
-                    yield _columns(columns, sample[i:i + BATCH_ROWS])
+            yield from _full_read_batches(rows(), sample_rows, rng, table, lambda batch: _columns(columns, batch))
         except _HugeLine:
             table.problems.append(Problem("huge_line", f"a line is longer than {MAX_LINE >> 20} MiB; the rest of "
                                           "the file was not read", reader.line_num + 1))
@@ -569,25 +580,8 @@ def _jsonl_batches(path: Path, table: Table, sample_rows: int | None, seed: int,
                         continue
                     yield record
 
-            if sample_rows is None:
-                batch: list[dict[str, str]] = []
-                for record in records():
-                    batch.append(record)
-                    if len(batch) >= BATCH_ROWS:
-                        table.sampling.rows_scanned += len(batch)
-                        yield _records_to_columns(batch, columns, table)
-                        batch = []
-                table.sampling.rows_scanned += len(batch)
-                table.sampling.rows_total = table.sampling.rows_scanned
-                if batch:
-                    yield _records_to_columns(batch, columns, table)
-            else:
-                sample, total = _reservoir(records(), sample_rows, rng)
-                sampled = total > len(sample)
-                table.sampling = Sampling(len(sample), total, False, sampled,
-                                          "seeded reservoir sample over a full read" if sampled else "every row")
-                for i in range(0, len(sample), BATCH_ROWS):
-                    yield _records_to_columns(sample[i:i + BATCH_ROWS], columns, table)
+            yield from _full_read_batches(records(), sample_rows, rng, table,
+                                          lambda batch: _records_to_columns(batch, columns, table))
         bad.report(table, sampled=False)
     finally:
         _BAD_BYTES.reset(token)

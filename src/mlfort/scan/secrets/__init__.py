@@ -25,7 +25,7 @@ from mlfort.report import Finding, Location, Severity
 from mlfort.scan.result import ScanResult
 from mlfort.scan.secrets import allowlist as allow
 from mlfort.scan.secrets import rules
-from mlfort.scan.secrets.patterns import Hit, find_secrets
+from mlfort.scan.secrets.patterns import Hit, find_secrets, line_starts
 from mlfort.scan.secrets.sources import MAX_SCAN_BYTES, Chunk, FileText, read_file
 
 __all__ = ["SKIP_DIRS", "fingerprint", "redact", "scan_secrets"]
@@ -299,7 +299,7 @@ def _chunk_findings(file: Path, target: str, chunk: Chunk, text: FileText, accep
                                             **dict(chunk.where)))
     if not hits:
         return
-    starts = _line_starts(chunk.text)
+    starts = line_starts(chunk.text)
     for hit in hits:
         line_no, col = _line_col(starts, hit.start)
         line_text = _line(chunk.text, starts, line_no)
@@ -367,16 +367,6 @@ def _notebook_line(raw: str | None, chunk_text: str, hit: Hit) -> int | None:
         return None
     at = raw.find(json.dumps(snippet, ensure_ascii=False)[1:-1])
     return raw.count("\n", 0, at) + 1 if at >= 0 else None
-
-
-def _line_starts(text: str) -> list[int]:
-    starts = [0]
-    find = text.find
-    i = find("\n")
-    while i >= 0:
-        starts.append(i + 1)
-        i = find("\n", i + 1)
-    return starts
 
 
 def _line_col(starts: list[int], offset: int) -> tuple[int, int]:
