@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlfort.policy import (
+    Classification,
     Grants,
     PolicyIssue,
     check_policy_text,
@@ -23,7 +24,7 @@ environments:
   onprem: {jurisdiction: DE, key_service: hsm, identity_provider: corp-ldap}
   us: {jurisdiction: US}
 keys:
-  hsm: {type: pkcs11, module: /usr/lib/softhsm.so}
+  hsm: {type: pkcs11, module: /usr/lib/softhsm.so, token_label: mlfort}
 identity:
   ldap:
     corp-ldap: {url: "ldaps://ldap.example"}
@@ -231,12 +232,32 @@ def test_an_inline_signer_pem_that_is_not_a_key_is_an_error() -> None:
     assert issue.key == "datasets.d.signers[0]"
 
 
-def test_placeholder_sections_keep_extra_keys_but_check_their_core() -> None:
-    policy = load_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, slot: 3"))
-    assert policy.keys["hsm"].model_extra == {"module": "/usr/lib/softhsm.so", "slot": 3}
+def test_keyrings_keep_their_type_settings_and_refuse_unknown_or_missing_ones() -> None:
+    policy = load_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, key_label: kek, pin_env: HSM_PIN"))
+    hsm = policy.keys["hsm"]
+    assert hsm.settings() == {"type": "pkcs11", "module": "/usr/lib/softhsm.so", "token_label": "mlfort",
+                              "key_label": "kek", "pin_env": "HSM_PIN"}
+    assert hsm.jurisdiction is None and hsm.classifications is None
     (issue,) = check_policy_text(BASE.replace("type: pkcs11", "type: vault"), "p.yaml").issues
     assert issue.key == "keys.hsm.type"
     assert issue.message == "expected one of local, pkcs11, awskms; got 'vault'"
+    (issue,) = check_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, slot: 3"), "p.yaml").issues
+    assert issue.key == "keys.hsm" and "unknown setting(s) for a pkcs11 keyring: slot" in issue.message
+    (issue,) = check_policy_text(BASE.replace("type: pkcs11, module: /usr/lib/softhsm.so, token_label: mlfort",
+                                              "type: awskms"), "p.yaml").issues
+    assert "an awskms keyring needs: key_id" in issue.message
+    (issue,) = check_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, pin: '1234'"), "p.yaml").issues
+    assert "unknown setting(s)" in issue.message and "pin_env" in issue.message  # a PIN is never a setting
+
+
+def test_keyring_jurisdiction_and_classifications() -> None:
+    policy = load_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, jurisdiction: DE, classifications: [pii]"))
+    hsm = policy.keys["hsm"]
+    assert hsm.jurisdiction == "DE"
+    assert hsm.protects(Classification.pii) and not hsm.protects(Classification.internal)
+    (issue,) = check_policy_text(BASE.replace("type: pkcs11", "type: pkcs11, classifications: [secret]"),
+                                 "p.yaml").issues
+    assert issue.key.startswith("keys.hsm.classifications")
 
 
 def test_strict_sections_refuse_extra_keys_placeholders_do_not() -> None:

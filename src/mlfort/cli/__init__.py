@@ -29,6 +29,8 @@ app = typer.Typer(
         "  mlfort keys create-signing --out keys/\n\n"
         "  mlfort artifacts sign models/churn --key keys/signing.key\n\n"
         "  mlfort artifacts verify models/churn --key keys/signing.pub\n\n"
+        "  mlfort encrypt data/customers.csv data/customers.csv.mlfe --dataset customers\n\n"
+        "  mlfort decrypt data/customers.csv.mlfe /scratch/customers.csv --environment onprem\n\n"
         "  mlfort scan all . --policy mlfort.yaml --format sarif -o mlfort.sarif\n\n"
         "  mlfort sbom .venv -o sbom.cdx.json\n\n"
         "Exit codes: 0 ok; 1 findings at or above --fail-on, or a verification failed; 2 usage or input error."
@@ -65,10 +67,13 @@ def register(only: str | None = None) -> typer.Typer:
             app.add_typer(importlib.import_module(f"mlfort.cli.{name}").app, name=name)
             _registered.add(name)
     if only is None and "init" not in _registered:
-        from mlfort.cli import demo, policy, sbom
+        from mlfort.cli import crypto, demo, policy, sbom
 
         app.command("init")(policy.init)
         app.command("demo")(demo.demo)
+        app.command("encrypt")(crypto.encrypt)
+        app.command("decrypt")(crypto.decrypt)
+        app.command("rewrap")(crypto.rewrap)
         app.command("sbom")(sbom.sbom)
         _registered.add("init")
     return app

@@ -21,13 +21,14 @@ def artifact_ref(digest_hex: str, path: Path, *, name: str | None, kind: str) ->
 
 def event(action: str, resource: str, *, outcome: str = "success", reason: str | None = None,
           reads: tuple[ArtifactRef, ...] = (), writes: tuple[ArtifactRef, ...] = (),
-          details: dict[str, Any] | None = None) -> Event:
+          details: dict[str, Any] | None = None, decision: str | None = None,
+          environment: str | None = None) -> Event:
     """An event by the local actor (MLFORT_ACTOR or the OS user)."""
     from mlfort import settings
     from mlfort.ledger import Event
 
     return Event(action=action, actor=settings.local_actor(), resource=resource, outcome=outcome, reason=reason,
-                 reads=reads, writes=writes, details=details or {})
+                 reads=reads, writes=writes, details=details or {}, decision=decision, environment=environment)
 
 
 def record(ev: Event, *, ledger: str | None = None, policy: Path | None = None) -> int:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mlfort.report import Finding, Severity, exceeds
+
+if TYPE_CHECKING:
+    from mlfort.policy import Policy
 
 
 class OutputFormat(StrEnum):
@@ -61,3 +65,16 @@ def emit(
         if not text.endswith("\n"):
             sys.stdout.write("\n")
     return 1 if exceeds(findings, threshold) else 0
+
+
+def load_policy_option(path: Path | None) -> tuple[Policy | None, Path]:
+    """The policy from --policy, else the deployed one (MLFORT_POLICY), with the folder its relative paths start
+    from; (None, cwd) when there is none."""
+    from mlfort import settings
+
+    chosen = path or settings.deployed_policy()
+    if chosen is None:
+        return None, Path.cwd()
+    from mlfort.policy import load_policy
+
+    return load_policy(chosen), chosen.resolve().parent

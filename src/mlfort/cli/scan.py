@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mlfort.cli.output import FORMAT_OPTION, OUTPUT_OPTION, OutputFormat, emit
+from mlfort.cli.output import FORMAT_OPTION, OUTPUT_OPTION, OutputFormat, emit, load_policy_option
 
 if TYPE_CHECKING:
     from mlfort.policy.schema import Policy
@@ -120,7 +120,7 @@ def deps(
     """
     from mlfort.scan.dependencies import scan_deps
 
-    loaded, base = _load_policy(policy)
+    loaded, base = load_policy_option(policy)
     with _progress("checking dependencies") as advance:
         result = scan_deps(paths, osv_db=_osv_db(osv_db, loaded, base), online=online, progress=advance)
     _finish("deps", paths, list(result.findings), result.summary(), fmt=fmt, output=output, fail_on=fail_on,
@@ -148,7 +148,7 @@ def secrets(
     """
     from mlfort.scan.secrets import scan_secrets
 
-    loaded, base = _load_policy(policy)
+    loaded, base = load_policy_option(policy)
     allowlist = _allowlist(allowlist, loaded, base)
     with _progress("scanning for secrets") as advance:
         result = scan_secrets(paths, allowlist=allowlist, progress=advance)
@@ -182,7 +182,7 @@ def pii(
     """
     from mlfort.scan.pii import scan_pii
 
-    loaded, base = _load_policy(policy)
+    loaded, base = load_policy_option(policy)
     rows = _sample_rows(sample_rows, full, loaded)
     with _progress("scanning datasets for PII") as advance:
         result = scan_pii(paths, sample_rows=rows, policy=loaded, policy_dir=base, dataset=dataset, progress=advance)
@@ -218,7 +218,7 @@ def scan_all(
     from mlfort.scan.pii import scan_pii
     from mlfort.scan.secrets import scan_secrets
 
-    loaded, base = _load_policy(policy)
+    loaded, base = load_policy_option(policy)
     allowlist = _allowlist(allowlist, loaded, base)
     findings: list[Finding] = []
     summaries: list[str] = []
@@ -256,19 +256,6 @@ def _progress(description: str) -> AbstractContextManager[Callable[[int], None]]
     from mlfort.cli.progress import open_progress
 
     return open_progress(description)
-
-
-def _load_policy(path: Path | None) -> tuple[Policy | None, Path]:
-    """The policy from --policy, else the deployed one (MLFORT_POLICY), with the folder its relative paths start
-    from; (None, cwd) when there is none."""
-    from mlfort import settings
-
-    chosen = path or settings.deployed_policy()
-    if chosen is None:
-        return None, Path.cwd()
-    from mlfort.policy import load_policy
-
-    return load_policy(chosen), chosen.resolve().parent
 
 
 def _osv_db(explicit: Path | None, policy: Policy | None, base: Path) -> Path | None:

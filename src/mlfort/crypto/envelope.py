@@ -593,25 +593,38 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+BeforeCommit = Callable[[Header], None]
+
+
 def encrypt_file(src: Path, dst: Path, keyrings: Sequence[Keyring], *, context: Mapping[str, str],
                  frame_size: int = DEFAULT_FRAME_SIZE, overwrite: bool = False,
-                 progress: Progress | None = None) -> Header:
-    """Encrypt file `src` to `dst` atomically (temp file + rename; nothing at `dst` on failure)."""
+                 progress: Progress | None = None, before_commit: BeforeCommit | None = None) -> Header:
+    """Encrypt file `src` to `dst` atomically (temp file + rename; nothing at `dst` on failure).
+
+    `before_commit(header)` runs once the whole message is written, before it is renamed into place (the CLI
+    records the ledger event there); if it raises, nothing appears at `dst`.
+    """
     if _same_file(src, dst):
         raise InputError("input and output are the same file")
     with _open_input(Path(src)) as fin, _atomic_output(Path(dst), mode=0o644, overwrite=overwrite) as fout:
-        return encrypt_stream(fin, fout, keyrings, context=context, frame_size=frame_size, progress=progress)
+        header = encrypt_stream(fin, fout, keyrings, context=context, frame_size=frame_size, progress=progress)
+        if before_commit:
+            before_commit(header)
+        return header
 
 
 def decrypt_file(src: Path, dst: Path, keyrings: Sequence[Keyring], *,
                  expected_context: Mapping[str, str] | None = None, overwrite: bool = False,
-                 progress: Progress | None = None) -> Header:
+                 progress: Progress | None = None, before_commit: BeforeCommit | None = None) -> Header:
     """Decrypt `src` to `dst` (mode 0600). The plaintext appears at `dst` only after the final frame verified; on
-    any failure the temp file is deleted and `dst` is untouched."""
+    any failure the temp file is deleted and `dst` is untouched. `before_commit` as in `encrypt_file`."""
     if _same_file(src, dst):
         raise InputError("input and output are the same file")
     with _open_input(Path(src)) as fin, _atomic_output(Path(dst), mode=0o600, overwrite=overwrite) as fout:
-        return decrypt_stream(fin, fout, keyrings, expected_context=expected_context, progress=progress)
+        header = decrypt_stream(fin, fout, keyrings, expected_context=expected_context, progress=progress)
+        if before_commit:
+            before_commit(header)
+        return header
 
 
 def inspect_file(path: Path) -> Header:
@@ -621,7 +634,7 @@ def inspect_file(path: Path) -> Header:
 
 
 def rewrap(path: Path, *, unwrap_with: Sequence[Keyring], add: Sequence[Keyring] = (),
-           remove: Sequence[str] = (), dst: Path | None = None) -> Header:
+           remove: Sequence[str] = (), dst: Path | None = None, before_commit: BeforeCommit | None = None) -> Header:
     """Change who can open `path`: wrap its data key for `add`, drop the entries of keyrings named in `remove`.
 
     Only the header changes (new wrapped keys, new header tag); the frames are copied byte for byte, not
@@ -650,6 +663,8 @@ def rewrap(path: Path, *, unwrap_with: Sequence[Keyring], add: Sequence[Keyring]
         with _atomic_output(target, mode=_mode_of(path), overwrite=True) as fout:
             fout.write(new.raw)
             _copy_rest(fin, fout)
+            if before_commit:
+                before_commit(new)
     return new
 
 

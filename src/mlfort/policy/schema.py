@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WrapSerializer,
+    model_validator,
 )
 
 from mlfort.report.redact import preview
@@ -227,10 +228,55 @@ class Identity(_Placeholder):
     ldap: FrozenMap[Name, LdapDirectory] = Field(default_factory=_empty_map)
 
 
+KEYRING_SETTINGS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = MappingProxyType({
+    "local": (frozenset(), frozenset({"path", "passphrase_env"})),
+    "pkcs11": (frozenset({"module", "token_label"}), frozenset({"module", "token_label", "key_label", "pin_env"})),
+    "awskms": (frozenset({"key_id"}), frozenset({"key_id", "region", "endpoint_url", "profile"})),
+})
+"""Per keyring type: (required settings, allowed settings). Secrets are never settings: `passphrase_env` and
+`pin_env` name the environment variable that holds them."""
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 class Keyring(_Placeholder):
-    """A keyring (placeholder): its type is checked, other keys are kept for the crypto room."""
+    """A keyring: where data keys are wrapped (a local key file, an HSM over PKCS#11, AWS KMS), where its key
+    material is held, and which classifications it may protect. Type-specific settings sit beside these keys."""
 
     type: Literal["local", "pkcs11", "awskms"]
+    description: Text = ""
+    jurisdiction: Jurisdiction | None = None
+    """Where the key material is held (ISO 3166 or EU). Left out: the jurisdiction of the environments whose
+    `key_service` it is. pii and confidential data are only encrypted with keyrings inside their residency."""
+    classifications: tuple[Classification, ...] | None = None
+    """The classifications this keyring may protect; left out: every classification."""
+
+    @model_validator(mode="after")
+    def _settings_of_type(self) -> Keyring:
+        required, allowed = KEYRING_SETTINGS[self.type]
+        extra = dict(self.model_extra or {})
+        unknown = sorted(set(extra) - allowed)
+        if unknown:
+            known = sorted(allowed | {"description", "jurisdiction", "classifications"})
+            raise ValueError(f"unknown setting(s) for {_article(self.type)} keyring: {', '.join(unknown)}; "
+                             f"allowed: {', '.join(known)}")
+        missing = sorted(required - set(extra))
+        if missing:
+            raise ValueError(f"{_article(self.type)} keyring needs: {', '.join(missing)}")
+        for key, value in extra.items():
+            if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+                raise ValueError(f"{key} must be a non-empty string")
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The entry as `mlfort.crypto.keyrings.open_keyring` takes it: type plus the type-specific settings."""
+        return {"type": self.type, **dict(self.model_extra or {})}
+
+    def protects(self, classification: Classification) -> bool:
+        """Whether this keyring may protect data of `classification`."""
+        return self.classifications is None or classification in self.classifications
 
 
 class Ledger(_Placeholder):

@@ -61,8 +61,8 @@ class LocalKeyring(Keyring):
     """A versioned set of 256-bit KEKs loaded from (and saved to) a local key file.
 
     Create one with `LocalKeyring.create(path, name)`, load it with `LocalKeyring.open(path)`. Wrapping is
-    AES-256-GCM under the current version's key with a random 96-bit nonce and AAD = label, keyring name, key id and
-    the canonical encryption context; the wrapped blob is `01 || nonce(12) || ciphertext(32) || tag(16)`.
+    AES-256-GCM under the current version's key with a random 96-bit nonce and AAD = label, key id (keyring id +
+    version) and the canonical encryption context; the wrapped blob is `01 || nonce(12) || ciphertext(32) || tag(16)`.
     """
 
     kind = "local"
@@ -231,9 +231,10 @@ class LocalKeyring(Keyring):
     # -- internals ------------------------------------------------------------------------------------------------
 
     def _wrap_aad(self, key_id: str, context: Mapping[str, str]) -> bytes:
-        name, kid = self.name.encode(), key_id.encode()
-        return b"".join([_WRAP_AAD_LABEL, struct.pack(">H", len(name)), name, struct.pack(">H", len(kid)), kid,
-                         encode_context(context)])
+        # The key id (keyring id + version) binds the wrap to this key; the name is left out on purpose, so
+        # renaming a keyring in mlfort.yaml does not lock anyone out of files encrypted before.
+        kid = key_id.encode()
+        return b"".join([_WRAP_AAD_LABEL, struct.pack(">H", len(kid)), kid, encode_context(context)])
 
     def _entries(self) -> list[dict[str, Any]]:
         return [{"version": v, "created": self._created.get(v, ""), "key": _b64(self._keys[v])} for v in self.versions]
