@@ -19,12 +19,19 @@ def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
         "sign model": "signed", "verify dataset": "verified", "verify model": "verified",
         "scan": "clean and planted caught", "tamper and verify": "caught", "ledger verify": "intact",
         "lineage": "answered", "ledger tamper": "caught", "scan pii": "classified",
-        "scan deps": "clean and vulnerable pin caught",
+        "scan deps": "clean and vulnerable pin caught", "encrypt dataset": "encrypted for both environments",
     }
     steps = {s["title"]: s for s in story.steps}
     caught = steps["tamper and verify"]
     assert caught["file"] == "model.joblib" and caught["rule_id"] == "MLF-ART-001"
-    assert steps["ledger verify"]["entries"] == 12
+    assert steps["ledger verify"]["entries"] == 16
+    enc = steps["encrypt dataset"]
+    assert enc["keyrings"] == ["onprem-keys", "aws-keys"] and enc["opened_with"] == "onprem-keys"
+    assert enc["refused_rule"] == "MLF-ENC-003" and enc["kinds"] == ["local"]
+    sealed = (tmp_path / "work" / "data" / "encrypted" / "customers.csv.mlfe").read_bytes()
+    assert sealed.startswith(b"MLFE") and b"customer_id" not in sealed
+    workspace = tmp_path / "work" / "work" / "train-0001" / "customers" / "customers.csv"
+    assert workspace.stat().st_mode & 0o777 == 0o600
     assert steps["scan pii"]["columns"] == ["email (email address)", "phone (phone number)"]
     assert steps["scan pii"]["misfiled_rule"] == "MLF-PII-005"
     assert steps["scan deps"]["caught_rule"] == "MLF-DEP-001"
@@ -32,7 +39,7 @@ def test_demo_story_signs_verifies_and_catches_the_flipped_byte(tmp_path):
     assert steps["scan"]["caught_rule"] == "MLF-MOD-001"
     assert steps["lineage"]["trained_on"] == ["customers"]
     assert steps["lineage"]["deployed"] == ["endpoint:churn in aws"]
-    assert steps["ledger tamper"]["first_bad"] == 11  # the failed verification an attacker tried to rewrite
+    assert steps["ledger tamper"]["first_bad"] == 15  # the failed verification an attacker tried to rewrite
     text = console.export_text()
     assert "FAILED as it must" in text and "model.joblib" in text
     for name in ("data-steward", "release"):  # the signers the example policy names

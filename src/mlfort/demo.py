@@ -123,6 +123,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
     say(f"[bold]mlfort demo[/bold] in {base}\n")
     t = time.perf_counter()
     policy_path = write_example_policy(base / "mlfort.yaml", force=True)
+    _demo_keyrings(policy_path)
     policy = load_policy(policy_path)
     trainer = policy.workload_grants("trainer")
     # The example policy's ledger.url is sqlite:///.mlfort/ledger.db, beside the policy; the checkpoint key goes
@@ -173,16 +174,17 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         story.record("verify dataset", "verified", files=checked.files_checked)
 
         _scan_before_training(base, policy, dataset, ledger, story, say)
+        workspace = _encrypt_at_rest(base, policy_path, policy, dataset, ledger, story, say)
 
         model_dir = base / "models" / "churn-model"
-        accuracy = _train(dataset, model_dir)
+        accuracy = _train(workspace, model_dir)
         scanned = scan_paths([model_dir], workers=1)
         blocking = [f for f in scanned.findings if f.severity.at_least(Severity.MEDIUM)]
         if blocking:
             raise DemoFailed(f"the freshly trained model did not scan clean: {blocking}")
         ledger.record(Event(action="scan.models", actor="user:release-manager", resource="model:churn-model",
                             details={"files": scanned.files, "findings": 0}))
-        say(f"[bold]6. Train, then scan before signing.[/bold] {scanned.summary()}: clean (nothing in it imports "
+        say(f"[bold]7. Train, then scan before signing.[/bold] {scanned.summary()}: clean (nothing in it imports "
             "code outside the allowlist of what scikit-learn and NumPy files use).")
         planted = _plant_malicious_model(base / "models" / "churn-model-v2")
         caught = scan_paths([planted], workers=1)
@@ -203,7 +205,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             Event(action="artifacts.sign", actor="user:release-manager", resource="model:churn-model",
                   writes=(md_ref,)),
         ])[0]
-        say(f"[bold]7. Sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
+        say(f"[bold]8. Sign.[/bold] The trainer read the verified dataset and wrote a scikit-learn model "
             f"(test accuracy {accuracy:.2f}) to {model_dir.relative_to(base)}/; release signed it: root digest "
             f"sha256:{md.manifest.root_digest()[:16]}…")
         story.record("train", "trained", path=str(model_dir), test_accuracy=round(accuracy, 4))
@@ -222,7 +224,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
             Event(action="model.deploy", actor="user:release-manager", resource="endpoint:churn", environment="aws",
                   reads=(md_ref,), details={"endpoint": "https://churn.ml.acme.eu/v1/predict"}),
         ])
-        say("[bold]8. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
+        say("[bold]9. Verify and deploy.[/bold] [green]OK[/green]: the model verifies with the release key (and "
             "fails with the data steward's: each artifact trusts only its own signers); deployed to endpoint "
             "`churn` in aws.")
         story.record("verify model", "verified", files=checked.files_checked)
@@ -240,7 +242,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         ledger.record(Event(action="artifacts.verify", actor="workload:inference", resource="model:churn-model",
                             reads=(md_ref,), environment="aws", outcome="failure",
                             reason=f"{finding.rule_id} model.joblib changed"))
-        say(f"[bold]9. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
+        say(f"[bold]10. Tamper.[/bold] Flipped one bit of {target.relative_to(base)} at byte {offset}, as an "
             "attacker swapping weights in storage would.")
         say(f"   Verify again: [red]FAILED[/red] as it must: {finding.rule_id} {finding.message}")
         say("   `mlfort artifacts verify` exits 1 here, so a pipeline stops before loading the model.")
@@ -253,7 +255,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         cp = ledger.latest_checkpoint()
         assert cp is not None
         proof = ledger.prove(run_index)
-        say(f"[bold]10. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
+        say(f"[bold]11. The ledger.[/bold] Every step above is an entry: {report.size} entries, "
             f"{report.checkpoints} signed checkpoints (Ed25519), root {report.root.hex()[:16]}… `mlfort ledger "
             f"verify` recomputes the Merkle tree: [green]intact[/green]. Entry {run_index} (the training run) is "
             f"proven in the tree with {len(proof.path)} hashes.")
@@ -265,7 +267,7 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         deployed = sorted(f"endpoint:{d.endpoint} in {d.environment}" for d in graph.deployments())
         if trained_on != ["customers"] or deployed != ["endpoint:churn in aws"]:
             raise DemoFailed(f"lineage did not find the run: trained on {trained_on}, deployed {deployed}")
-        say(f"[bold]11. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
+        say(f"[bold]12. Lineage.[/bold] Which data trained the model in production? {', '.join(trained_on)} "
             f"(digest sha256:{ds.manifest.root_digest()[:16]}…), in run train-0001 on-prem; it runs at "
             f"{', '.join(deployed)}. `mlfort lineage show churn-model --format mermaid` draws it (styles left out):")
         drawing = [line for line in render(graph, "mermaid").splitlines() if not line.lstrip().startswith("class")]
@@ -282,11 +284,11 @@ def _story(base: Path, story: Story, say: Callable[..., None]) -> None:
         report = verify_ledger(ledger.store, ledger.verifiers)
         if report.ok or report.first_bad is None:
             raise DemoFailed("rewriting the ledger was not caught")
-        say(f"[bold]12. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
+        say(f"[bold]13. Cover the tracks?[/bold] Rewrote the failed verification as a success directly in the "
             f"database. `mlfort ledger verify`: [red]FAILED[/red] as it must: {report.findings[0].message}.")
         story.record("ledger tamper", "caught", first_bad=report.first_bad, rule_id=report.findings[0].rule_id)
-    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): envelope encryption, "
-        "workload identity and the gateway.")
+    say(f"\nDone in {time.perf_counter() - t:.1f} s. Next in the story (coming): identity, workload identity and "
+        "the gateway.")
 
 
 def _scan_before_training(base: Path, policy: Policy, dataset: Path, ledger: Ledger, story: Story,
@@ -341,6 +343,120 @@ def _scan_before_training(base: Path, policy: Policy, dataset: Path, ledger: Led
         f"{vulnerable[0].message}.")
     story.record("scan deps", "clean and vulnerable pin caught", packages=env.counts["exact"],
                  caught_rule=vulnerable[0].rule_id, advisory=vulnerable[0].evidence.get("advisory"))
+
+
+DEMO_KEYRINGS_ENV = "MLFORT_DEMO_KEYRINGS"
+"""Set to `policy` to run the demo with the example policy's own keyrings (`hsm` over PKCS#11, `aws-kms`); they need
+MLFORT_PKCS11_PIN (and SOFTHSM2_CONF for SoftHSM2) and AWS credentials (AWS_ENDPOINT_URL for a KMS stand-in)."""
+
+_EMBEDDED_KEYRINGS = """\
+  onprem-keys:                  # mlfort demo: a local stand-in for the HSM (MLFORT_DEMO_KEYRINGS=policy uses hsm)
+    type: local
+    path: .mlfort/keyrings/onprem.json
+    jurisdiction: DE
+  aws-keys:                     # mlfort demo: a local stand-in for KMS (MLFORT_DEMO_KEYRINGS=policy uses aws-kms)
+    type: local
+    path: .mlfort/keyrings/aws.json
+    jurisdiction: DE
+"""
+_US_KEYRING = """\
+  us-backup:                    # mlfort demo: a backup vendor's keys, held in the US
+    type: local
+    path: .mlfort/keyrings/us-backup.json
+    jurisdiction: US
+"""
+
+
+def _demo_keyrings(policy_path: Path) -> None:
+    """Give each environment an embedded local keyring (unless MLFORT_DEMO_KEYRINGS=policy), plus a keyring held
+    in the US for the refusal the story shows."""
+    import os
+    import re
+
+    text = policy_path.read_text(encoding="utf-8")
+    extra = _US_KEYRING
+    if os.environ.get(DEMO_KEYRINGS_ENV, "embedded") != "policy":
+        text = re.sub(r"key_service: hsm\b", "key_service: onprem-keys", text)
+        text = re.sub(r"key_service: aws-kms\b", "key_service: aws-keys", text)
+        extra = _EMBEDDED_KEYRINGS + extra
+    text = text.replace("\nkeys:\n", "\nkeys:\n" + extra, 1)
+    policy_path.write_text(text, encoding="utf-8")
+
+
+def _encrypt_at_rest(base: Path, policy_path: Path, policy: Policy, dataset: Path, ledger: Ledger, story: Story,
+                     say: Callable[..., None]) -> Path:
+    """Step 6: encrypt the dataset for both environments' keyrings (the policy picks them); refuse a keyring held
+    outside its residency; the trainer decrypts on-prem through its environment's keyring only. Returns the
+    trainer's workspace holding the decrypted copy."""
+    import contextlib
+
+    from mlfort.crypto.envelope import decrypt_bytes, decrypt_file, encrypt_file
+    from mlfort.crypto.keyrings import create_keyring, open_keyring
+    from mlfort.crypto.rules import asset, check_decrypt, check_encrypt, default_keyrings, environment_keyring
+    from mlfort.errors import InputError
+    from mlfort.ledger import Event
+
+    target = asset(policy, dataset="customers")
+    assert target is not None
+    names = default_keyrings(policy, target)
+    if len(names) != 2:
+        raise DemoFailed(f"the customers dataset should have one keyring per environment, got {names}")
+    keyrings = {}
+    for name in [*names, "us-backup"]:
+        spec = policy.keys[name].settings()
+        with contextlib.suppress(InputError):  # already made (an HSM token or KMS alias kept from earlier runs)
+            create_keyring(name, spec, policy_path.parent)
+        keyrings[name] = open_keyring(name, spec, policy_path.parent)
+    ledger.record(Event(action="keys.create", actor="user:security-admin", resource="keyrings:" + ",".join(keyrings),
+                        details={n: {"kind": k.kind} for n, k in keyrings.items()}))
+    try:
+        refused = check_encrypt(policy, ["us-backup"], target)
+        if [f.rule_id for f in refused] != ["MLF-ENC-003"]:
+            raise DemoFailed(f"encrypting pii with a keyring held in the US was not refused: {refused}")
+        ledger.record(Event(action="crypto.encrypt", actor="user:data-steward", resource=target.ref,
+                            outcome="failure", decision="deny", reason=f"MLF-ENC-003 {refused[0].message}"[:500]))
+        own_refused = check_encrypt(policy, names, target)
+        if own_refused:
+            raise DemoFailed(f"the policy refused the environments' own keyrings: {own_refused}")
+        plain = dataset / "customers.csv"
+        sealed = base / "data" / "encrypted" / "customers.csv.mlfe"
+        sealed.parent.mkdir(parents=True)
+        header = encrypt_file(plain, sealed, [keyrings[n] for n in names], context=target.context())
+        ledger.record(Event(action="crypto.encrypt", actor="user:data-steward", resource=target.ref,
+                            details={"output": str(sealed), **header.describe()}))
+        say(f"[bold]6. Encrypt at rest.[/bold] {plain.name} -> {sealed.relative_to(base)}: AES-256-GCM frames, one "
+            f"data key wrapped for {' and '.join(names)} (the key services of the environments it lives in), bound "
+            f"to the context {target.context()}.")
+        say(f"   With the `us-backup` keyring (held in the US): [red]REFUSED[/red]: {refused[0].rule_id} "
+            f"{refused[0].message}.")
+
+        if check_decrypt(policy, "onprem", target):
+            raise DemoFailed("the policy refused decrypting on-prem")
+        own = environment_keyring(policy, "onprem")
+        workspace = base / "work" / "train-0001" / "customers"
+        workspace.mkdir(parents=True)
+        opened = decrypt_file(sealed, workspace / "customers.csv", [keyrings[own]] if own else [],
+                              expected_context=target.context())
+        ledger.record(Event(action="crypto.decrypt", actor="workload:trainer", resource=target.ref,
+                            environment="onprem", run_id="train-0001", details=opened.describe()))
+        if (workspace / "customers.csv").read_bytes() != plain.read_bytes():
+            raise DemoFailed("the decrypted dataset differs from the original")
+        other = environment_keyring(policy, "aws")
+        shipped = decrypt_bytes(sealed.read_bytes(), [keyrings[other]] if other else [],
+                                expected_context=target.context())
+        if bytes(shipped) != plain.read_bytes():
+            raise DemoFailed("aws's keyring did not open the same file")
+        say(f"   The trainer (on-prem) decrypts through `{own}` only, into its workspace (0600); the same file "
+            f"opens in aws through `{other}`, so it ships without re-encryption.")
+        story.record("encrypt dataset", "encrypted for both environments", keyrings=names,
+                     refused_rule=refused[0].rule_id, opened_with=own,
+                     kinds=sorted({keyrings[n].kind for n in names}))
+    finally:
+        for k in keyrings.values():
+            close = getattr(k, "close", None)
+            if callable(close):
+                close()
+    return workspace
 
 
 def _demo_osv_snapshot(path: Path) -> Path:
