@@ -345,3 +345,26 @@ def test_a_location_outside_its_environment_storage_roots_is_an_error() -> None:
     report = check_policy_text(text, "p.yaml")
     found = [(i.rule_id, i.key, i.line) for i in report.errors]
     assert found == [("MLF-POL-011", "datasets.outside.locations.vault", 6)]
+
+
+def test_key_service_must_fit_the_data_that_lives_in_its_environment() -> None:
+    text = """\
+version: 1
+environments:
+  onprem: {jurisdiction: DE, key_service: onprem-keys}
+  us: {jurisdiction: US, key_service: us-kms}
+keys:
+  onprem-keys: {type: local, jurisdiction: DE, classifications: [public, internal]}
+  us-kms: {type: awskms, key_id: alias/x, region: us-east-1}
+datasets:
+  customers: {classification: pii, residency: [EU, US], owner: dpo, locations: {onprem: /d, us: s3://bkt/d}}
+  clicks: {classification: internal, residency: [EU, US], owner: web, locations: {onprem: /c, us: s3://bkt/c}}
+"""
+    issues = [i for i in check_policy_text(text, "p.yaml").issues if i.rule_id == "MLF-POL-014"]
+    assert [(i.key, "may not protect pii" in i.message) for i in issues] == [
+        ("datasets.customers.locations.onprem", True)]
+    # Keys held in the US are fine for data whose residency includes the US; not once it is EU only.
+    narrowed = text.replace("customers: {classification: pii, residency: [EU, US]",
+                            "customers: {classification: pii, residency: [EU]")
+    issues = [i for i in check_policy_text(narrowed, "p.yaml").issues if i.rule_id == "MLF-POL-014"]
+    assert any("holds its keys in US" in i.message for i in issues)

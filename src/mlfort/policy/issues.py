@@ -22,6 +22,7 @@ WILDCARD_PERMISSION = "MLF-POL-010"
 OUTSIDE_STORAGE = "MLF-POL-011"
 SIGNER_KEY_MISSING = "MLF-POL-012"
 SIGNER_KEY_INVALID = "MLF-POL-013"
+KEY_SERVICE_MISFIT = "MLF-POL-014"
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -101,6 +102,16 @@ RULES: tuple[Rule, ...] = (
         "Signer key is not a usable public key",
         "A `signers` entry is not an elliptic-curve public key (P-256, P-384 or P-521) in PEM form, or is a "
         "private key. Replace it with the signer's public key.",
+    ),
+    Rule(
+        KEY_SERVICE_MISFIT,
+        "Environment's key service may not protect data that lives there",
+        "A dataset or model lives in an environment whose key_service keyring is held outside the data's "
+        "residency (pii and confidential data), or whose `classifications` leave out the data's classification: "
+        "`mlfort encrypt` would refuse it there (MLF-ENC-002/003). Give the environment a fitting keyring, or "
+        "move the data.",
+        Severity.HIGH,
+        ("GDPR Art. 44-49 (transfers of personal data)",),
     ),
 )
 

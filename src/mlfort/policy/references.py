@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mlfort.policy.issues import OUTSIDE_STORAGE, RESIDENCY_VIOLATION, UNDEFINED_REFERENCE, WILDCARD_PERMISSION
+from mlfort.policy.issues import (
+    KEY_SERVICE_MISFIT,
+    OUTSIDE_STORAGE,
+    RESIDENCY_VIOLATION,
+    UNDEFINED_REFERENCE,
+    WILDCARD_PERMISSION,
+)
 from mlfort.policy.schema import WILDCARD, Dataset, Policy, within
 from mlfort.policy.source import Path_
 from mlfort.report import Severity
@@ -118,6 +124,29 @@ def _location_problems(policy: Policy, section: str, name: str, asset: Dataset) 
                     at_key=True,
                 )
             )
+        problems.extend(_key_service_problems(policy, noun, name, asset, env_name, path))
+    return problems
+
+
+def _key_service_problems(policy: Policy, noun: str, name: str, asset: Dataset, env_name: str,
+                          path: Path_) -> list[Problem]:
+    """The environment's keyring must be one `mlfort encrypt` would accept for this data."""
+    env = policy.environments[env_name]
+    keyring = policy.keys.get(env.key_service) if env.key_service else None
+    if keyring is None:
+        return []  # no key service, or an undefined one (reported above)
+    problems = []
+    if not keyring.protects(asset.classification):
+        problems.append(Problem(
+            KEY_SERVICE_MISFIT, path,
+            f"{noun} {name!r} ({asset.classification.value}) lives in {env_name!r}, whose key service "
+            f"{env.key_service!r} may not protect {asset.classification.value} data"))
+    held = keyring.jurisdiction or env.jurisdiction
+    if asset.classification.value in ("pii", "confidential") and not within(held, asset.residency):
+        problems.append(Problem(
+            KEY_SERVICE_MISFIT, path,
+            f"{noun} {name!r} ({asset.classification.value}, residency [{', '.join(asset.residency)}]) lives in "
+            f"{env_name!r}, whose key service {env.key_service!r} holds its keys in {held}"))
     return problems
 
 

@@ -144,7 +144,8 @@ class _Strict(BaseModel):
 
 
 class _Placeholder(BaseModel):
-    """identity, keys and ledger: a small typed core, other keys kept as-is for the issues that fill them in."""
+    """identity and ledger: a small typed core, other keys kept as-is for the issues that fill them in (keyrings
+    use it too, but their validator admits only the settings of their type)."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
