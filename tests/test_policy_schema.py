@@ -27,7 +27,7 @@ keys:
   hsm: {type: pkcs11, module: /usr/lib/softhsm.so, token_label: mlfort}
 identity:
   ldap:
-    corp-ldap: {url: "ldaps://ldap.example"}
+    corp-ldap: {url: "ldaps://ldap.example", base_dn: "dc=example"}
 """
 
 
@@ -368,3 +368,49 @@ datasets:
                             "customers: {classification: pii, residency: [EU]")
     issues = [i for i in check_policy_text(narrowed, "p.yaml").issues if i.rule_id == "MLF-POL-014"]
     assert any("holds its keys in US" in i.message for i in issues)
+
+
+@pytest.mark.parametrize(("issuer", "message"), [
+    ("{name: a, url: 'http://idp.example', audience: x, jwks_file: j.json}", "https:// URL"),
+    ("{name: a, url: 'http://localhost.evil.example', audience: x, jwks_file: j.json}", "https:// URL"),
+    ("{name: a, url: 'https://idp.example', audience: x}", "exactly one of jwks_uri"),
+    ("{name: a, url: 'https://idp.example', audience: x, jwks_file: j, jwks_uri: 'https://idp.example/k'}",
+     "exactly one of jwks_uri"),
+    ("{name: a, url: 'https://idp.example', audience: x, jwks_file: j, algorithms: [HS256]}", "expected one of"),
+    ("{name: a, url: 'https://idp.example', audience: x, jwks_file: j, algorithms: [none]}", "expected one of"),
+    ("{name: a, url: 'https://idp.example', audience: x, jwks_file: j, clock_skew_seconds: 3600}", "less than"),
+    ("{name: a, url: 'https://idp.example', audience: x, jwks_file: j, client_secret: s}", "client_secret"),
+])
+def test_issuers_are_strict(issuer: str, message: str) -> None:
+    issues = check_policy_text(f"version: 1\nidentity:\n  issuers:\n    - {issuer}\n", "p.yaml").issues
+    assert issues and message in issues[0].message
+
+
+def test_identity_settings_and_time_limited_grants() -> None:
+    policy = load_policy_text("""\
+version: 1
+identity:
+  issuers:
+    - {name: entra, url: 'https://login.microsoftonline.com/t/v2.0', audience: [api://mlfort, mlfort],
+       jwks_file: entra.json, algorithms: [RS256, PS256]}
+  ldap:
+    ad: {url: 'ldaps://dc1.corp.example:636', base_dn: 'dc=corp,dc=example', active_directory: true,
+         bind_dn: 'cn=svc,dc=corp,dc=example', bind_password_env: AD_PASSWORD,
+         user_filter: '(sAMAccountName={username})'}
+principals:
+  humans:
+    - {group: ml, provider: entra, roles: [], not_before: 2026-01-01T00:00:00Z, until: 2026-02-01T00:00:00+01:00}
+""")
+    (issuer,) = policy.identity.issuers
+    assert issuer.audience == ("api://mlfort", "mlfort") and issuer.algorithms == ("RS256", "PS256")
+    assert policy.identity.ldap["ad"].active_directory
+    assert policy.principals.humans[0].until == "2026-02-01T00:00:00+01:00"
+    for bad, msg in (("until: 2026-02-01", "RFC 3339"), ("until: tomorrow", "RFC 3339")):
+        text = f"version: 1\nprincipals:\n  humans:\n    - {{group: g, provider: p, {bad}}}\n"
+        assert any(msg in i.message for i in check_policy_text(text, "p.yaml").issues)
+    ldap = "version: 1\nidentity:\n  ldap:\n    d: {url: 'ldaps://h', base_dn: 'dc=x', %s}\n"
+    assert "needs bind_dn" in check_policy_text(ldap % "bind_password_env: P", "p").issues[0].message
+    assert "{username}" in check_policy_text(ldap % "user_filter: '(uid=x)'", "p").issues[0].message
+    assert check_policy_text(ldap % "bind_password: hunter2", "p").issues[0].rule_id == "MLF-POL-005"
+    bad_url = "version: 1\nidentity:\n  ldap:\n    d: {url: 'http://h', base_dn: 'dc=x'}\n"
+    assert "ldap://host" in check_policy_text(bad_url, "p").issues[0].message

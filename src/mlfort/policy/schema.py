@@ -168,11 +168,15 @@ class Role(_Strict):
 
 
 class HumanGroup(_Strict):
-    """People: a group in an identity provider (LDAP DN or OIDC `groups` claim) and the roles it holds."""
+    """People: a group in an identity provider (LDAP DN or OIDC `groups` claim) and the roles it holds, optionally
+    only for a time window (a time-limited grant)."""
 
     group: NonEmpty
     provider: Name
     roles: tuple[Name, ...] = ()
+    not_before: Instant | None = None
+    until: Instant | None = None
+    """After this instant the group holds none of these roles (deny by default)."""
 
 
 class Workload(_Strict):
@@ -209,21 +213,122 @@ class Model(Dataset):
     trained_on: tuple[Name, ...] = ()
 
 
-class Issuer(_Placeholder):
-    """An OIDC issuer (placeholder: more keys are accepted until the identity issue defines them)."""
+JWS_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+"""Asymmetric JWS algorithms an issuer may be pinned to. HS* (shared secrets) and `none` are never accepted."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_LOOPBACK = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"expected the name of an environment variable; got {preview(str(value))}")
+    return value
+
+
+def _https_url(value: str) -> str:
+    """An https URL (http only on loopback, for tests and local IdPs); no whitespace, no fragment."""
+    ok = value.startswith("https://") or any(value == lb or value.startswith((lb + ":", lb + "/"))
+                                              for lb in _LOOPBACK)
+    if not ok or any(c.isspace() for c in value) or "#" in value or len(value) > 2048:
+        raise ValueError(f"expected an https:// URL (http:// only on loopback); got {preview(str(value))}")
+    return value
+
+
+def _ldap_url(value: str) -> str:
+    if not re.fullmatch(r"ldaps?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?", value):
+        raise ValueError(f"expected ldap://host[:port] or ldaps://host[:port]; got {preview(str(value))}")
+    return value
+
+
+def _instant(value: str) -> str:
+    """RFC 3339 with a time zone, e.g. 2026-12-31T23:59:59Z."""
+    from datetime import datetime
+
+    text = str(value).strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or "T" not in text:
+        raise ValueError(f"expected an RFC 3339 time with a zone, such as 2026-12-31T23:59:59Z; got {preview(text)}")
+    return text
+
+
+def _one_or_many(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+LdapUrl = Annotated[str, AfterValidator(_ldap_url)]
+Instant = Annotated[str, AfterValidator(_instant)]
+
+
+class Issuer(_Strict):
+    """An OIDC issuer whose ID and access tokens mlfort accepts (Entra ID, Cognito, Google, Keycloak, ...)."""
 
     name: Name
-    url: Text | None = None
+    url: HttpsUrl
+    """The issuer exactly as tokens carry it in `iss`."""
+    audience: Annotated[tuple[NonEmpty, ...], BeforeValidator(_one_or_many)]
+    """The `aud` values accepted (one of them must be in the token); one string or a list."""
+    jwks_uri: HttpsUrl | None = None
+    """Where the issuer publishes its signing keys (fetched, cached, refreshed on an unknown kid)."""
+    jwks_file: Text | None = None
+    """A JWKS file instead (air-gapped sites); relative to the policy file's folder."""
+    algorithms: tuple[Literal[JWS_ALGORITHMS], ...] = ("RS256",)  # type: ignore[valid-type]
+    """The only algorithms accepted from this issuer; asymmetric only."""
+    groups_claim: NonEmpty = "groups"
+    roles_claim: NonEmpty | None = None
+    """A claim listing role names the IdP assigns directly (mapped only to roles the policy defines)."""
+    subject_claim: NonEmpty = "sub"
+    email_domains: tuple[NonEmpty, ...] = ()
+    """If set, the token's `email` must be verified and end in one of these domains."""
+    clock_skew_seconds: Annotated[int, Field(ge=0, le=300)] = 60
+    max_token_age_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] | None = None
+    """Refuse tokens issued (`iat`) longer ago than this, whatever their `exp`."""
+    jwks_cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Issuer:
+        if (self.jwks_uri is None) == (self.jwks_file is None):
+            raise ValueError("give exactly one of jwks_uri (fetched) or jwks_file (air-gapped)")
+        return self
 
 
-class LdapDirectory(_Placeholder):
-    """An LDAP or AD directory (placeholder)."""
+class LdapDirectory(_Strict):
+    """An LDAP or Active Directory server whose groups map to roles (`principals.humans[].group` holds group DNs)."""
 
-    url: Text | None = None
+    url: LdapUrl
+    base_dn: NonEmpty
+    bind_dn: NonEmpty | None = None
+    """The service account mlfort binds as; None binds anonymously."""
+    bind_password_env: EnvName | None = None
+    """The environment variable holding the bind password (never the password itself)."""
+    user_base: NonEmpty | None = None
+    """Where users are searched (default base_dn)."""
+    user_filter: NonEmpty = "(uid={username})"
+    """How a login name finds its entry; `{username}` is escaped (RFC 4515). AD: (sAMAccountName={username})."""
+    group_base: NonEmpty | None = None
+    """Where groups are searched (default base_dn)."""
+    member_attribute: NonEmpty = "member"
+    active_directory: bool = False
+    """AD: expand nested groups with the in-chain matching rule (1.2.840.113556.1.4.1941) in one query."""
+    start_tls: bool = False
+    ca_file: Text | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=120)] = 10
+
+    @model_validator(mode="after")
+    def _password_with_bind(self) -> LdapDirectory:
+        if self.bind_password_env and not self.bind_dn:
+            raise ValueError("bind_password_env needs bind_dn")
+        if "{username}" not in self.user_filter:
+            raise ValueError("user_filter must contain {username}")
+        return self
 
 
-class Identity(_Placeholder):
-    """Identity providers (placeholder section)."""
+class Identity(_Strict):
+    """Identity providers: OIDC issuers and LDAP/AD directories."""
 
     issuers: tuple[Issuer, ...] = ()
     ldap: FrozenMap[Name, LdapDirectory] = Field(default_factory=_empty_map)
